@@ -1,0 +1,42 @@
+"""The command line: `python -m service [check-config]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service import logs, registry
+from service.config import ConfigError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML settings file (or $SERVICE_CONFIG)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the service (the default)")
+    commands.add_parser("check-config", help="print the effective settings as JSON and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        config = registry.load(os.environ, args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+    if args.command == "check-config":
+        print(json.dumps(config.as_json(), indent=2))
+        return 0
+
+    from service import runtime  # noqa: PLC0415  # only the run needs it
+
+    logs.configure(level=config.settings.log_level, log_format=config.settings.log_format)
+    return runtime.run(config)

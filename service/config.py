@@ -1,0 +1,157 @@
+"""Typed settings from `SERVICE_*` environment variables and an optional TOML file.
+
+The environment wins over the file, key by key. `SERVICE_TICKER__INTERVAL=5` and `[ticker]
+interval = 5` name the same setting. Every problem is reported at once, one line each, naming
+the variable or file key it came from and never echoing the value (it may be a secret).
+
+Worker settings are not listed here: each worker declares its own section as a pydantic model
+(`@worker(settings=...)`), so adding a worker never means editing this module.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "SERVICE_"
+CONFIG_FILE_VARIABLE = "SERVICE_CONFIG"
+
+Key = tuple[str, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ConfigError(Exception):
+    """Invalid or unknown configuration; each entry of `problems` is one line for the operator."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class Settings(BaseModel):
+    """The service's own settings; worker sections are validated by the workers' own models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: tuple[str, ...] | None = Field(
+        default=None, description="worker names or module:attr references; None = the examples"
+    )
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, description="None: console on a terminal, JSON lines otherwise"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    shutdown_timeout: float = Field(
+        default=25.0, gt=0, description="seconds from the first signal to the forced exit"
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _split_worker_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class RawConfig:
+    """Configuration as read, before validation: nested values and where each one came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    origins: dict[Key, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> RawConfig:
+        """Read the TOML file (`config_file`, else `$SERVICE_CONFIG`), then overlay the env."""
+        raw = cls()
+        problems: list[str] = []
+        path = config_file or (
+            Path(environ[CONFIG_FILE_VARIABLE]) if environ.get(CONFIG_FILE_VARIABLE) else None
+        )
+        if path is not None:
+            raw._merge_file(path, problems)
+        for name in sorted(environ):
+            if name.startswith(ENV_PREFIX) and name != CONFIG_FILE_VARIABLE:
+                raw._merge_env(name, environ[name], problems)
+        if problems:
+            raise ConfigError(problems)
+        return raw
+
+    def _merge_file(self, path: Path, problems: list[str]) -> None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(f"{path}: cannot read config file: {exc.strerror or exc}")
+            return
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}: not valid TOML: {exc}")
+            return
+
+        def walk(table: Mapping[str, Any], prefix: Key) -> None:
+            for key, value in table.items():
+                if isinstance(value, dict):
+                    walk(value, (*prefix, key))
+                else:
+                    self._set((*prefix, key), value, f"{path}: {'.'.join((*prefix, key))}", problems)
+
+        walk(document, ())
+
+    def _merge_env(self, name: str, value: str, problems: list[str]) -> None:
+        key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        if not all(key):
+            problems.append(f"{name}: malformed name (use SERVICE_SECTION__KEY)")
+            return
+        self._set(key, value, name, problems)
+
+    def _set(self, key: Key, value: object, origin: str, problems: list[str]) -> None:
+        table = self.values
+        for depth, part in enumerate(key[:-1]):
+            existing = table.setdefault(part, {})
+            if not isinstance(existing, dict):
+                other = self.origins.get(key[: depth + 1], ".".join(key[: depth + 1]))
+                problems.append(f"{origin}: conflicts with {other}, which is not a section")
+                return
+            table = existing
+        if isinstance(table.get(key[-1]), dict):
+            problems.append(f"{origin}: names a section, not a setting")
+            return
+        table[key[-1]] = value
+        self.origins[key] = origin
+
+    def name_of(self, key: Key) -> str:
+        """The variable or file key a setting came from, or its env name if it was absent."""
+        for end in range(len(key), 0, -1):
+            if key[:end] in self.origins:
+                return self.origins[key[:end]]
+        return ENV_PREFIX + "__".join(key).upper()
+
+
+def validate_section(raw: RawConfig, model: type[ModelT], section: Key = ()) -> ModelT:
+    """Validate one section (the top level when `section` is empty) against its model."""
+    values: Any = raw.values
+    for part in section:
+        values = values.get(part, {})
+    if section == ():
+        values = {key: value for key, value in values.items() if key in model.model_fields}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(raw, exc, section)) from None
+
+
+def _describe(raw: RawConfig, error: ValidationError, section: Key) -> list[str]:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        key = (*section, *(str(part) for part in item["loc"]))
+        message = "unknown setting" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{raw.name_of(key)}: {message}")
+    return problems

@@ -1,0 +1,106 @@
+"""Structured logging: one pipeline for our events and for every library's stdlib logs.
+
+Our own events go through structlog's fast path straight to the output stream; records from
+the stdlib `logging` module (hypercorn, psycopg, ...) are rendered by the same processors, so
+an operator sees one format. Both write through one lock, so lines never interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import Processor
+
+LogFormat = Literal["json", "console"]
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def configure(
+    *, level: str = "info", log_format: LogFormat | None = None, stream: TextIO | None = None
+) -> None:
+    """Set up structlog and bridge stdlib logging; `log_format=None` picks console on a TTY."""
+    out = stream or sys.stdout
+    if log_format is None:
+        log_format = "console" if out.isatty() else "json"
+    renderer: Processor
+    if log_format == "json":
+        # No locals in tracebacks: they are where passwords and tokens end up.
+        exceptions = structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False, use_rich=False)
+        )
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        exceptions = _pass_through
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    writer = structlog.WriteLogger(out)
+    structlog.configure(
+        processors=[*shared, exceptions, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=lambda *_: writer,
+        cache_logger_on_first_use=True,
+    )
+    handler = _WriteLoggerHandler(writer)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                exceptions,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS[level])
+
+
+def _pass_through(logger: Any, method: str, event_dict: Any) -> Any:
+    # The console renderer formats exceptions itself, as a readable traceback.
+    return event_dict
+
+
+class _WriteLoggerHandler(logging.Handler):
+    """A stdlib handler that writes through structlog's logger, sharing its lock."""
+
+    def __init__(self, writer: structlog.WriteLogger) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.msg(self.format(record))
+        except Exception:  # noqa: BLE001  # logging must never take the service down
+            self.handleError(record)
+
+
+def new_trace_id() -> str:
+    """A W3C-style 128-bit trace id, as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
+@contextmanager
+def unit_of_work(trace_id: str | None = None) -> Iterator[str]:
+    """Bind a `trace_id` to every log line of one unit of work (a job, a message, a request).
+
+    The binding lives in a context variable, so it follows the work into child tasks and
+    `trio.to_thread`, and is undone when the block ends. A task spawned from inside the block
+    into a longer-lived nursery keeps a copy: start such tasks outside the block.
+    """
+    trace_id = trace_id or new_trace_id()
+    with structlog.contextvars.bound_contextvars(trace_id=trace_id):
+        yield trace_id

@@ -1,0 +1,1 @@
+"""Seeing what runs: stacks of tasks and threads, without driving anything."""

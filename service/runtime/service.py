@@ -1,0 +1,103 @@
+"""The service's lifetime, from `service.starting` to `service.stopped` and its exit code."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import structlog
+import trio
+
+from service.observability.stacks import frame_line, task_stack, thread_stack
+from service.registry import ServiceConfig
+from service.runtime.forced_exit import ForcedExit
+from service.runtime.signals import stop_signal_handlers
+from service.supervision import Supervisor
+
+EXIT_CLEAN = 0
+EXIT_CRASHED = 1
+EXIT_GAVE_UP = 70
+
+log = structlog.get_logger("service.runtime")
+
+
+class Service:
+    """The supervisor and the shutdown protocol around it, for one `trio.run`."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.exit_code = EXIT_CLEAN
+        self.stopping = False
+        self.supervisor = Supervisor(config.workers, on_give_up=self._gave_up)
+        loop_thread = threading.get_ident()
+        self.forced_exit = ForcedExit(
+            config.settings.shutdown_timeout,
+            lambda: unstopped_workers(self.supervisor, loop_thread),
+        )
+
+    async def run(self) -> int:
+        token = trio.lowlevel.current_trio_token()
+
+        def on_signal(signum: signal.Signals) -> None:
+            # Inside the signal handler, possibly while the loop is blocked: arm the deadline
+            # now, and leave the rest to the loop.
+            self.forced_exit.arm()
+            try:
+                token.run_sync_soon(self.on_signal, signum)
+            except trio.RunFinishedError:
+                pass
+
+        with stop_signal_handlers(on_signal):
+            log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
+            await self.supervisor.run()
+        return self.exit_code
+
+    def on_signal(self, signum: signal.Signals) -> None:
+        if not self.stopping:
+            self._begin_stop(signal=signum.name)
+        else:
+            log.warning("service.stopping_now", signal=signum.name)
+            self.supervisor.cancel(f"second signal ({signum.name}) during shutdown")
+
+    def _gave_up(self, worker: str) -> None:
+        if not self.stopping:
+            self.exit_code = EXIT_GAVE_UP
+            self._begin_stop(reason=f"supervisor gave up on worker {worker}")
+
+    def _begin_stop(self, **why: str) -> None:
+        self.stopping = True
+        log.info("service.stopping", **why)
+        self.forced_exit.arm()
+        self.supervisor.stop()
+
+
+def unstopped_workers(supervisor: Supervisor, loop_thread: int) -> list[dict[str, Any]]:
+    """Every worker still running and where it is: the loop's own stack for one blocking it."""
+    loop_frames = thread_stack(loop_thread)
+    report = []
+    for runner in supervisor.runners:
+        if runner.done.is_set() or runner.task is None:
+            continue
+        entry: dict[str, Any] = {"worker": runner.name, "state": runner.state}
+        outer = runner.task.coro.cr_frame
+        if outer in loop_frames:
+            entry["blocking_loop"] = True
+            entry["stack"] = [frame_line(frame) for frame in loop_frames[loop_frames.index(outer) :]]
+        else:
+            entry["stack"] = task_stack(runner.task)
+        report.append(entry)
+    return report
+
+
+def run(config: ServiceConfig) -> int:
+    """Run the service until it stops; returns the process exit code."""
+    service = Service(config)
+    with service.forced_exit:
+        try:
+            code = trio.run(service.run)
+        except Exception:
+            log.exception("service.crashed")
+            code = EXIT_CRASHED
+    log.info("service.stopped", exit_code=code)
+    return code

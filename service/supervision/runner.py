@@ -1,0 +1,181 @@
+"""One supervised worker: its attempts, their outcomes, restarts with backoff, and its stop.
+
+Each attempt runs the worker function directly in the runner's task under two cancel scopes:
+the runner's own (the hard cancel, for the stop) and the attempt's (the start timeout, lifted
+once the worker reports started). Every attempt ends in exactly one `worker.exited` event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import structlog
+import trio
+from pydantic import BaseModel
+
+from service.supervision.outcome import Exit, StartTimeout, classify_error
+from service.supervision.policy import RestartIntensity, should_restart
+from service.worker import AnyWorkerSpec, WorkerContext
+
+State = Literal["pending", "starting", "running", "backoff", "stopping", "ended"]
+
+log = structlog.get_logger("service.supervision")
+
+
+class WorkerRunner:
+    """Runs one worker until it ends for good, it is stopped, or its supervisor gives up."""
+
+    def __init__(
+        self, spec: AnyWorkerSpec, settings: BaseModel, *, on_give_up: Callable[[str], None]
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.state: State = "pending"
+        self.restarts = 0
+        self.task: trio.lowlevel.Task | None = None
+        #: Set once the first attempt has started, or the runner ended without one starting.
+        self.settled = trio.Event()
+        self.done = trio.Event()
+        self._on_give_up = on_give_up
+        self._scope = trio.CancelScope()
+        self._stop_requested = trio.Event()
+        self._context: WorkerContext[Any] | None = None
+        self._intensity = RestartIntensity(spec.max_restarts, spec.within)
+        self._backoff = spec.backoff.tracker()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def run(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        # This task's context is a copy of its spawner's: drop whatever unit of work was bound
+        # there, so no trace_id leaks into a worker that outlives it.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(worker=self.name)
+        try:
+            with self._scope:
+                await self._supervise()
+        finally:
+            self.state = "ended"
+            self.settled.set()
+            self.done.set()
+
+    async def _supervise(self) -> None:
+        attempt = 1
+        while True:
+            ended = await self._attempt(attempt)
+            if self._stop_requested.is_set() or not should_restart(self.spec.restart, ended.outcome):
+                return
+            if ended.started and ended.uptime >= self.spec.within:
+                self._backoff.reset()
+            if not self._intensity.allow(trio.current_time()):
+                log.error(
+                    "supervisor.gave_up",
+                    restarts=self._intensity.recent,
+                    within_s=self.spec.within,
+                )
+                self._on_give_up(self.name)
+                return
+            delay = self._backoff.next_delay()
+            attempt += 1
+            log.info("worker.restarting", attempt=attempt, delay_s=round(delay, 3))
+            self.state = "backoff"
+            with trio.move_on_after(delay):
+                await self._stop_requested.wait()
+            if self._stop_requested.is_set():
+                return
+            self.restarts += 1
+
+    async def _attempt(self, attempt: int) -> Exit:
+        context = WorkerContext(self.name, self.settings, attempt=attempt)
+        self._context = context
+        began = trio.current_time()
+        start_scope = trio.CancelScope(deadline=began + self.spec.start_timeout)
+        readiness = _Readiness(self, start_scope, attempt)
+        self.state = "starting"
+        outcome: Exit | None = None
+        try:
+            with start_scope:
+                await self.spec.run(context, task_status=readiness)
+        except BaseException as exc:
+            kind, error, reason = classify_error(exc)
+            outcome = Exit(kind, trio.current_time() - began, readiness.reported, error, reason)
+            self._log_exit(outcome)
+            # Cancellation must reach the scope it belongs to; a crash mixed with cancellation
+            # is kept as the crash, and the cancellation fires again at the next checkpoint.
+            if kind == "cancelled" or isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return outcome
+        if start_scope.cancelled_caught:
+            error = StartTimeout(f"did not report started within {self.spec.start_timeout:g}s")
+            outcome = Exit("crashed", trio.current_time() - began, False, error)
+        else:
+            kind = "stopped" if context.stopping.is_set() else "completed"
+            outcome = Exit(kind, trio.current_time() - began, readiness.reported)
+        self._log_exit(outcome)
+        return outcome
+
+    def _log_exit(self, ended: Exit) -> None:
+        fields: dict[str, Any] = {
+            "outcome": ended.outcome,
+            "uptime_s": round(ended.uptime, 3),
+            "restarts": self.restarts,
+        }
+        if ended.outcome == "crashed":
+            assert ended.error is not None
+            fields["error"] = f"{type(ended.error).__name__}: {ended.error}"
+            log.error("worker.exited", exc_info=ended.error, **fields)
+        elif ended.outcome == "cancelled":
+            log.warning("worker.exited", cancel_reason=ended.cancel_reason, **fields)
+        else:
+            log.info("worker.exited", **fields)
+
+    def _started(self, attempt: int) -> None:
+        if not self._stop_requested.is_set():
+            self.state = "running"
+        log.info("worker.started", attempt=attempt)
+        self.settled.set()
+
+    async def stop(self) -> None:
+        """The two phases for this worker: the soft stop, then after `grace` the hard cancel."""
+        self.request_stop()
+        with trio.move_on_after(self.spec.grace):
+            await self.done.wait()
+        if not self.done.is_set():
+            self.cancel(f"grace period of {self.spec.grace:g}s exceeded")
+            await self.done.wait()
+
+    def request_stop(self) -> None:
+        """The soft stop: no more restarts, `ctx.stopping` set, `ctx.every` ends."""
+        self._stop_requested.set()
+        if self.state != "ended":
+            self.state = "stopping"
+        if self._context is not None:
+            self._context.stopping.set()
+
+    def cancel(self, reason: str) -> None:
+        """The hard cancel, now: the reason travels in the worker's `trio.Cancelled`."""
+        self.request_stop()
+        self._scope.cancel(reason=reason)
+
+
+class _Readiness:
+    """The `task_status` a worker gets: `started()` marks the attempt as up and ready."""
+
+    __slots__ = ("_attempt", "_runner", "_start_scope", "reported")
+
+    def __init__(self, runner: WorkerRunner, start_scope: trio.CancelScope, attempt: int) -> None:
+        self._runner = runner
+        self._start_scope = start_scope
+        self._attempt = attempt
+        self.reported = False
+
+    def started(self, value: object = None) -> None:
+        if self.reported:
+            raise RuntimeError("task_status.started() called twice")
+        self.reported = True
+        self._start_scope.deadline = math.inf
+        self._runner._started(self._attempt)  # noqa: SLF001  # its own runner

@@ -1,0 +1,139 @@
+"""The extension point: `@worker` turns an async function into a supervised worker.
+
+A worker module is what users write, so everything a worker needs comes through its
+`WorkerContext`: its name, logger, settings section, the soft-stop event and ticks bound to it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol
+
+import structlog
+import trio
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
+
+from service.backoff import Backoff
+from service.schedule import Ticks
+
+RestartType = Literal["permanent", "transient", "temporary"]
+RESTART_TYPES: tuple[RestartType, ...] = ("permanent", "transient", "temporary")
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
+class NoSettings(BaseModel):
+    """The settings section of a worker that declares none: any key in it is a mistake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel, default=NoSettings, covariant=True)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WorkerContext(Generic[SettingsT]):
+    """What a running worker gets: identity, logger, settings and the soft-stop signal.
+
+    A fresh context is made for every attempt, so nothing leaks from a crashed run into
+    its restart.
+    """
+
+    name: str
+    settings: SettingsT
+    stopping: trio.Event = field(default_factory=trio.Event)
+    attempt: int = 1
+    log: structlog.stdlib.BoundLogger = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log", structlog.get_logger().bind(worker=self.name))
+
+    def every(self, interval: float) -> Ticks:
+        """Tick every `interval` seconds on absolute deadlines until the soft stop begins."""
+        return Ticks(interval, self.stopping)
+
+
+class WorkerFunction(Protocol[SettingsT]):
+    def __call__(
+        self,
+        ctx: WorkerContext[SettingsT],  # type: ignore[misc]  # covariant in a parameter
+        /,
+        *,
+        task_status: trio.TaskStatus[None] = ...,
+    ) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec(Generic[SettingsT]):
+    """A worker and its supervision policy, as declared by `@worker`."""
+
+    name: str
+    run: WorkerFunction[SettingsT]
+    settings: type[SettingsT]
+    restart: RestartType = "permanent"
+    grace: float = 5.0
+    requires: tuple[str, ...] = ()
+    max_restarts: int = 5
+    within: float = 60.0
+    start_timeout: float = 30.0
+    backoff: Backoff = Backoff()
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _NAME.match(self.name):
+            problems.append(
+                f"name {self.name!r} must be lowercase letters, digits and _ (it names the "
+                "worker's config section)"
+            )
+        if self.restart not in RESTART_TYPES:
+            problems.append(f"restart must be one of {', '.join(RESTART_TYPES)}, not {self.restart!r}")
+        if not (0 <= self.grace < math.inf):
+            problems.append(f"grace must be a finite number of seconds >= 0, not {self.grace!r}")
+        if self.max_restarts < 0:
+            problems.append(f"max_restarts must be >= 0, not {self.max_restarts!r}")
+        if not self.within > 0:
+            problems.append(f"within must be > 0 seconds, not {self.within!r}")
+        if not self.start_timeout > 0:
+            problems.append(f"start_timeout must be > 0 seconds, not {self.start_timeout!r}")
+        if self.name in self.requires:
+            problems.append("a worker cannot require itself")
+        if problems:
+            raise ValueError(f"worker {self.name!r}: " + "; ".join(problems))
+
+
+def worker(
+    *,
+    name: str | None = None,
+    restart: RestartType = "permanent",
+    grace: float = 5.0,
+    requires: tuple[str, ...] = (),
+    max_restarts: int = 5,
+    within: float = 60.0,
+    start_timeout: float = 30.0,
+    backoff: Backoff = Backoff(),
+    settings: type[SettingsT] = NoSettings,  # type: ignore[assignment]
+) -> Callable[[WorkerFunction[SettingsT]], WorkerSpec[SettingsT]]:
+    """Declare a supervised worker; see the README's worker model for each policy knob."""
+
+    def decorate(fn: WorkerFunction[SettingsT]) -> WorkerSpec[SettingsT]:
+        return WorkerSpec(
+            name=name or getattr(fn, "__name__", ""),
+            run=fn,
+            settings=settings,
+            restart=restart,
+            grace=grace,
+            requires=tuple(requires),
+            max_restarts=max_restarts,
+            within=within,
+            start_timeout=start_timeout,
+            backoff=backoff,
+        )
+
+    return decorate
+
+
+AnyWorkerSpec = WorkerSpec[Any]
