@@ -101,7 +101,9 @@ class RawConfig:
                 if isinstance(value, dict):
                     walk(value, (*prefix, key))
                 else:
-                    self._set((*prefix, key), value, f"{path}: {'.'.join((*prefix, key))}", problems)
+                    self._set(
+                        (*prefix, key), value, f"{path}: {'.'.join((*prefix, key))}", problems
+                    )
 
         walk(document, ())
 

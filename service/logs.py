@@ -31,6 +31,7 @@ def configure(
     if log_format is None:
         log_format = "console" if out.isatty() else "json"
     renderer: Processor
+    exceptions: Processor
     if log_format == "json":
         # No locals in tracebacks: they are where passwords and tokens end up.
         exceptions = structlog.processors.ExceptionRenderer(
@@ -48,10 +49,9 @@ def configure(
     ]
     writer = structlog.WriteLogger(out)
     structlog.configure(
-        processors=[*shared, exceptions, renderer],
+        processors=[*shared, exceptions, _lead_with_essentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *_: writer,
-        cache_logger_on_first_use=True,
     )
     handler = _WriteLoggerHandler(writer)
     handler.setFormatter(
@@ -60,6 +60,7 @@ def configure(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 exceptions,
+                _lead_with_essentials,
                 renderer,
             ],
         )
@@ -67,6 +68,15 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
+
+
+def _lead_with_essentials(logger: Any, method: str, event_dict: Any) -> Any:
+    # Every line starts `timestamp, level, event`, so a person scanning raw JSON finds them.
+    lead = {key: event_dict.pop(key) for key in _ESSENTIALS if key in event_dict}
+    return lead | event_dict
+
+
+_ESSENTIALS = ("timestamp", "level", "event")
 
 
 def _pass_through(logger: Any, method: str, event_dict: Any) -> Any:
@@ -84,7 +94,7 @@ class _WriteLoggerHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._writer.msg(self.format(record))
-        except Exception:  # noqa: BLE001  # logging must never take the service down
+        except Exception:  # logging must never take the service down
             self.handleError(record)
 
 

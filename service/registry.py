@@ -72,7 +72,9 @@ def load(environ: Mapping[str, str], config_file: Path | None = None) -> Service
     configured = []
     for spec in ordered:
         try:
-            configured.append(ConfiguredWorker(spec, validate_section(raw, spec.settings, (spec.name,))))
+            configured.append(
+                ConfiguredWorker(spec, validate_section(raw, spec.settings, (spec.name,)))
+            )
         except ConfigError as exc:
             problems.extend(exc.problems)
     problems.extend(_unknown_sections(raw, {spec.name for spec in specs}))
@@ -96,8 +98,10 @@ def resolve(name: str) -> AnyWorkerSpec:
         if name not in builtin_names():
             known = ", ".join(builtin_names()) or "none"
             raise ConfigError(
-                [f"SERVICE_WORKERS: unknown worker {name!r} (built-in: {known}; "
-                 "or give module:attr)"]
+                [
+                    f"SERVICE_WORKERS: unknown worker {name!r} (built-in: {known}; "
+                    "or give module:attr)"
+                ]
             )
         reference = f"{service.workers.__name__}.{name}:{name}"
     elif _REFERENCE.match(name):
@@ -107,10 +111,12 @@ def resolve(name: str) -> AnyWorkerSpec:
     module_name, attr = reference.split(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001  # any import failure is the reference's problem
+    except Exception as exc:  # any import failure is the reference's problem
         raise ConfigError(
-            [f"SERVICE_WORKERS: cannot import {module_name!r} for {name!r}: "
-             f"{type(exc).__name__}: {exc}"]
+            [
+                f"SERVICE_WORKERS: cannot import {module_name!r} for {name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ]
         ) from None
     found = getattr(module, attr, None)
     if found is None:
@@ -156,8 +162,4 @@ def start_order(specs: list[AnyWorkerSpec]) -> list[AnyWorkerSpec]:
 
 def _unknown_sections(raw: RawConfig, selected: set[str]) -> list[str]:
     known = set(Settings.model_fields) | selected | set(builtin_names())
-    return [
-        f"{raw.name_of((key,))}: unknown setting"
-        for key in raw.values
-        if key not in known
-    ]
+    return [f"{raw.name_of((key,))}: unknown setting" for key in raw.values if key not in known]

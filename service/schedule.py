@@ -35,7 +35,9 @@ class Ticks:
 
     def __init__(self, interval: float, stopping: trio.Event) -> None:
         if not interval > 0 or math.isinf(interval):
-            raise ValueError(f"tick interval must be a positive number of seconds, not {interval!r}")
+            raise ValueError(
+                f"tick interval must be a positive number of seconds, not {interval!r}"
+            )
         self._interval = interval
         self._stopping = stopping
         self._next_deadline: float | None = None

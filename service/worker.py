@@ -32,7 +32,9 @@ class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-SettingsT = TypeVar("SettingsT", bound=BaseModel, default=NoSettings, covariant=True)
+SettingsT = TypeVar("SettingsT", bound=BaseModel, default=NoSettings)
+
+DEFAULT_BACKOFF = Backoff()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,7 +62,7 @@ class WorkerContext(Generic[SettingsT]):
 class WorkerFunction(Protocol[SettingsT]):
     def __call__(
         self,
-        ctx: WorkerContext[SettingsT],  # type: ignore[misc]  # covariant in a parameter
+        ctx: WorkerContext[SettingsT],
         /,
         *,
         task_status: trio.TaskStatus[None] = ...,
@@ -80,7 +82,7 @@ class WorkerSpec(Generic[SettingsT]):
     max_restarts: int = 5
     within: float = 60.0
     start_timeout: float = 30.0
-    backoff: Backoff = Backoff()
+    backoff: Backoff = DEFAULT_BACKOFF
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,7 +92,9 @@ class WorkerSpec(Generic[SettingsT]):
                 "worker's config section)"
             )
         if self.restart not in RESTART_TYPES:
-            problems.append(f"restart must be one of {', '.join(RESTART_TYPES)}, not {self.restart!r}")
+            problems.append(
+                f"restart must be one of {', '.join(RESTART_TYPES)}, not {self.restart!r}"
+            )
         if not (0 <= self.grace < math.inf):
             problems.append(f"grace must be a finite number of seconds >= 0, not {self.grace!r}")
         if self.max_restarts < 0:
@@ -114,14 +118,14 @@ def worker(
     max_restarts: int = 5,
     within: float = 60.0,
     start_timeout: float = 30.0,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = DEFAULT_BACKOFF,
     settings: type[SettingsT] = NoSettings,  # type: ignore[assignment]
 ) -> Callable[[WorkerFunction[SettingsT]], WorkerSpec[SettingsT]]:
     """Declare a supervised worker; see the README's worker model for each policy knob."""
 
     def decorate(fn: WorkerFunction[SettingsT]) -> WorkerSpec[SettingsT]:
         return WorkerSpec(
-            name=name or getattr(fn, "__name__", ""),
+            name=name or str(getattr(fn, "__name__", "")),
             run=fn,
             settings=settings,
             restart=restart,

@@ -39,7 +39,10 @@ class ForcedExit:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self._closed = True
         self._wake.set()
@@ -63,9 +66,7 @@ class ForcedExit:
 
     def _exit(self) -> None:
         try:
-            log.critical(
-                "shutdown.unstopped", timeout_s=self._timeout, workers=self._describe()
-            )
+            log.critical("shutdown.unstopped", timeout_s=self._timeout, workers=self._describe())
             log.info("service.stopped", exit_code=EXIT_FORCED)
             sys.stdout.flush()
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import signal
 import threading
 from typing import Any
@@ -43,10 +45,8 @@ class Service:
             # Inside the signal handler, possibly while the loop is blocked: arm the deadline
             # now, and leave the rest to the loop.
             self.forced_exit.arm()
-            try:
+            with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self.on_signal, signum)
-            except trio.RunFinishedError:
-                pass
 
         with stop_signal_handlers(on_signal):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
@@ -63,7 +63,11 @@ class Service:
     def _gave_up(self, worker: str) -> None:
         if not self.stopping:
             self.exit_code = EXIT_GAVE_UP
-            self._begin_stop(reason=f"supervisor gave up on worker {worker}")
+            # Called from the worker's own task: log the service's event outside its context,
+            # so it does not carry that worker's name.
+            contextvars.Context().run(
+                self._begin_stop, reason=f"supervisor gave up on worker {worker}"
+            )
 
     def _begin_stop(self, **why: str) -> None:
         self.stopping = True
@@ -83,7 +87,9 @@ def unstopped_workers(supervisor: Supervisor, loop_thread: int) -> list[dict[str
         outer = runner.task.coro.cr_frame
         if outer in loop_frames:
             entry["blocking_loop"] = True
-            entry["stack"] = [frame_line(frame) for frame in loop_frames[loop_frames.index(outer) :]]
+            entry["stack"] = [
+                frame_line(frame) for frame in loop_frames[loop_frames.index(outer) :]
+            ]
         else:
             entry["stack"] = task_stack(runner.task)
         report.append(entry)

@@ -67,7 +67,9 @@ class WorkerRunner:
         attempt = 1
         while True:
             ended = await self._attempt(attempt)
-            if self._stop_requested.is_set() or not should_restart(self.spec.restart, ended.outcome):
+            if self._stop_requested.is_set() or not should_restart(
+                self.spec.restart, ended.outcome
+            ):
                 return
             if ended.started and ended.uptime >= self.spec.within:
                 self._backoff.reset()
@@ -178,4 +180,4 @@ class _Readiness:
             raise RuntimeError("task_status.started() called twice")
         self.reported = True
         self._start_scope.deadline = math.inf
-        self._runner._started(self._attempt)  # noqa: SLF001  # its own runner
+        self._runner._started(self._attempt)  # its own runner

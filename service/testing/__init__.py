@@ -1,0 +1,10 @@
+"""Test tools for services built on this template: leak checks and workers run under a real supervisor.
+
+`service.testing.plugin` applies the leak checks to every test of a suite; the pieces are
+here for tests that want to check a region of their own.
+"""
+
+from service.testing.harness import supervised
+from service.testing.leaks import ProcessSnapshot, UnraisableCollector, leaked_tasks, open_fds
+
+__all__ = ["ProcessSnapshot", "UnraisableCollector", "leaked_tasks", "open_fds", "supervised"]

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+pytest_plugins = ["service.testing.plugin", "pytester"]
+
+
+class Events:
+    """Log events captured live, with context variables merged in as the real pipeline does."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
+
+    def named(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        return [
+            entry
+            for entry in self.entries
+            if entry["event"] == event and all(entry.get(k) == v for k, v in fields.items())
+        ]
+
+    def sequence(self, *names: str) -> list[tuple[str, str | None]]:
+        """(event, worker) pairs of the given events, in order."""
+        return [
+            (entry["event"], entry.get("worker"))
+            for entry in self.entries
+            if entry["event"] in names
+        ]
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as entries:
+        yield Events(entries)
