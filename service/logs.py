@@ -94,7 +94,7 @@ class _WriteLoggerHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self._writer.msg(self.format(record))
-        except Exception:  # logging must never take the service down
+        except Exception:  # noqa: BLE001  # logging must never take the service down
             self.handleError(record)
 
 

@@ -111,7 +111,7 @@ def resolve(name: str) -> AnyWorkerSpec:
     module_name, attr = reference.split(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure is the reference's problem
+    except Exception as exc:  # noqa: BLE001  # any import failure is the reference's problem
         raise ConfigError(
             [
                 f"SERVICE_WORKERS: cannot import {module_name!r} for {name!r}: "

@@ -28,7 +28,7 @@ def task_stack(task: trio.lowlevel.Task) -> list[str]:
 
 def thread_stack(thread_id: int) -> list[FrameType]:
     """The frames a thread is executing right now, outermost first."""
-    frame: FrameType | None = sys._current_frames().get(thread_id)
+    frame: FrameType | None = sys._current_frames().get(thread_id)  # noqa: SLF001
     frames = []
     while frame is not None:
         frames.append(frame)

@@ -135,7 +135,7 @@ class WorkerRunner:
         else:
             log.info("worker.exited", **fields)
 
-    def _started(self, attempt: int) -> None:
+    def mark_started(self, attempt: int) -> None:
         if not self._stop_requested.is_set():
             self.state = "running"
         log.info("worker.started", attempt=attempt)
@@ -180,4 +180,4 @@ class _Readiness:
             raise RuntimeError("task_status.started() called twice")
         self.reported = True
         self._start_scope.deadline = math.inf
-        self._runner._started(self._attempt)  # its own runner
+        self._runner.mark_started(self._attempt)

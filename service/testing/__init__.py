@@ -1,4 +1,4 @@
-"""Test tools for services built on this template: leak checks and workers run under a real supervisor.
+"""Test tools for services built on this template: leak checks, a supervisor harness.
 
 `service.testing.plugin` applies the leak checks to every test of a suite; the pieces are
 here for tests that want to check a region of their own.
