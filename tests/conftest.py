@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,3 +38,14 @@ def events() -> Iterator[Events]:
         processors=[structlog.contextvars.merge_contextvars]
     ) as entries:
         yield Events(entries)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that call `service.logs.configure`: put structlog and stdlib logging back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

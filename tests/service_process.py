@@ -1,0 +1,108 @@
+"""Run `python -m service` as a real process and read its JSON log lines as they come."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Self
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_module(directory: Path, name: str, source: str) -> None:
+    (directory / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+
+
+def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
+    """A clean environment: none of the caller's SERVICE_* leak in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE_")}
+    env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{ROOT}"
+    env["SERVICE_LOG_FORMAT"] = "json"
+    env.update(settings)
+    return env
+
+
+class ServiceProcess:
+    """`async with ServiceProcess(env) as service:` starts it; leaving the block kills it."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self._command = [sys.executable, "-m", "service", *args]
+        self._env = env
+        self.lines: list[dict[str, Any]] = []
+        self.text: list[str] = []
+        self._buffer = b""
+        self._process: trio.Process | None = None
+
+    async def __aenter__(self) -> Self:
+        self._process = await trio.lowlevel.open_process(
+            self._command,
+            env=self._env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        process = self.process
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            assert process.stdout is not None
+            await process.stdout.aclose()
+
+    @property
+    def process(self) -> trio.Process:
+        assert self._process is not None
+        return self._process
+
+    def send(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    async def wait_for(self, event: str, timeout: float = 20.0) -> dict[str, Any]:
+        """Read lines until one with this event; fail (with the output so far) on timeout."""
+        seen = len(self.lines)
+        with trio.move_on_after(timeout):
+            while True:
+                for line in self.lines[seen:]:
+                    if line.get("event") == event:
+                        return line
+                seen = len(self.lines)
+                if not await self._read():
+                    break
+        raise AssertionError(f"no {event!r} in output:\n" + "\n".join(self.text))
+
+    async def exit_code(self, timeout: float = 30.0) -> int:
+        """Read the rest of the output and wait for the exit."""
+        with trio.fail_after(timeout):
+            while await self._read():
+                pass
+            return await self.process.wait()
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == event]
+
+    async def _read(self) -> bool:
+        assert self.process.stdout is not None
+        chunk = await self.process.stdout.receive_some()
+        if not chunk:
+            return False
+        self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        for raw in complete:
+            text = raw.decode("utf-8", "replace")
+            self.text.append(text)
+            try:
+                self.lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                self.lines.append({"raw": text})
+        return True
