@@ -32,8 +32,9 @@ def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
 class ServiceProcess:
     """`async with ServiceProcess(env) as service:` starts it; leaving the block kills it."""
 
-    def __init__(self, env: dict[str, str], *args: str) -> None:
+    def __init__(self, env: dict[str, str], *args: str, patience: float = 20.0) -> None:
         self._command = [sys.executable, "-m", "service", *args]
+        self._patience = patience
         self._env = env
         self.lines: list[dict[str, Any]] = []
         self.text: list[str] = []
@@ -68,10 +69,10 @@ class ServiceProcess:
     def send(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
 
-    async def wait_for(self, event: str, timeout: float = 20.0) -> dict[str, Any]:
-        """Read lines until one with this event; fail (with the output so far) on timeout."""
+    async def wait_for(self, event: str) -> dict[str, Any]:
+        """Read lines until one with this event; fail, showing the output, after `patience`."""
         seen = len(self.lines)
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(self._patience):
             while True:
                 for line in self.lines[seen:]:
                     if line.get("event") == event:
@@ -81,9 +82,9 @@ class ServiceProcess:
                     break
         raise AssertionError(f"no {event!r} in output:\n" + "\n".join(self.text))
 
-    async def exit_code(self, timeout: float = 30.0) -> int:
-        """Read the rest of the output and wait for the exit."""
-        with trio.fail_after(timeout):
+    async def exit_code(self) -> int:
+        """Read the rest of the output and wait for the exit, at most `patience` seconds."""
+        with trio.fail_after(self._patience):
             while await self._read():
                 pass
             return await self.process.wait()

@@ -59,7 +59,7 @@ def test_tracebacks_are_structured_and_never_show_locals() -> None:
     logs.configure(log_format="json", stream=out)
 
     def connect() -> None:
-        password = "hunter2-secret"  # noqa: S105  # the value must never reach the log
+        password = "hunter2-secret"  # the value must never reach the log
         raise ConnectionError(f"refused for user {len(password)}")
 
     try:

@@ -115,12 +115,12 @@ async def test_a_crash_loop_makes_the_supervisor_give_up_with_exit_70(workers_di
 
 async def test_a_second_signal_skips_the_remaining_grace(workers_dir: Path) -> None:
     env = service_env(workers_dir, SERVICE_WORKERS="proc_workers:deaf")
-    async with ServiceProcess(env) as service:
+    async with ServiceProcess(env, patience=10) as service:  # far less than the 30 s grace
         await service.wait_for("service.ready")
         service.send(signal.SIGTERM)
         await service.wait_for("service.stopping")
         service.send(signal.SIGINT)
-        assert await service.exit_code(timeout=10) == 0  # far less than the 30 s grace
+        assert await service.exit_code() == 0
     [exited] = service.events("worker.exited")
     assert exited["outcome"] == "cancelled"
     assert exited["cancel_reason"] == "second signal (SIGINT) during shutdown"
@@ -137,7 +137,7 @@ async def test_a_worker_blocking_the_loop_on_stop_is_forced_out_with_exit_3(
     async with ServiceProcess(env) as service:
         await service.wait_for("service.ready")
         service.send(signal.SIGTERM)
-        assert await service.exit_code(timeout=15) == 3
+        assert await service.exit_code() == 3
     [unstopped] = service.events("shutdown.unstopped")
     culprit = next(w for w in unstopped["workers"] if w["worker"] == "blocks_on_stop")
     assert culprit["blocking_loop"] is True
@@ -155,7 +155,7 @@ async def test_a_loop_blocked_before_the_signal_still_exits_by_the_deadline(
         await service.wait_for("service.ready")
         await trio_sleep_past_block()
         service.send(signal.SIGTERM)
-        assert await service.exit_code(timeout=15) == 3
+        assert await service.exit_code() == 3
     # The loop never ran again, so it never logged service.stopping; the watchdog still fired.
     [unstopped] = service.events("shutdown.unstopped")
     assert unstopped["workers"][0]["worker"] == "blocks_at_once"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import resource
+from collections.abc import Iterator
+from typing import TextIO
 
 import pytest
 import trio
@@ -29,8 +31,14 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
+@pytest.fixture
+def devnull() -> Iterator[TextIO]:
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        yield sink
+
+
 @pytest.mark.usefixtures("restore_logging")
-async def test_crash_restart_cycles_leave_nothing_behind() -> None:
+async def test_crash_restart_cycles_leave_nothing_behind(devnull: TextIO) -> None:
     warmed_up, resume, finished = trio.Event(), trio.Event(), trio.Event()
     attempts = 0
 
@@ -48,16 +56,14 @@ async def test_crash_restart_cycles_leave_nothing_behind() -> None:
             return
         raise RuntimeError("crash")
 
-    with open(os.devnull, "w", encoding="utf-8") as sink:
-        logs.configure(log_format="json", stream=sink)  # the real pipeline, every event rendered
-        async with supervised(crash_looper):
-            await warmed_up.wait()
-            before = (live_tasks(), ProcessSnapshot(), resident_bytes())
-            resume.set()
-            await finished.wait()
-            after_tasks, after_memory = live_tasks(), resident_bytes()
-            assert after_tasks == before[0]
-            assert before[1].busy_threads(settle=0) == []
-            assert before[1].new_fds() == []
-            assert after_memory - before[2] < 2 * 1024 * 1024
+    logs.configure(log_format="json", stream=devnull)  # the real pipeline, every event rendered
+    async with supervised(crash_looper):
+        await warmed_up.wait()
+        tasks, snapshot, memory = live_tasks(), ProcessSnapshot(), resident_bytes()
+        resume.set()
+        await finished.wait()
+        assert live_tasks() == tasks
+        assert snapshot.busy_threads(settle=0) == []
+        assert snapshot.new_fds() == []
+        assert resident_bytes() - memory < 2 * 1024 * 1024
     assert attempts == WARM_UP + CYCLES
