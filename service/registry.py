@@ -16,19 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 import service.workers
 from service.config import ConfigError, RawConfig, Settings, validate_section
-from service.worker import AnyWorkerSpec, WorkerSpec
+from service.worker import AnyWorkerSpec, ConfiguredWorker, WorkerSpec
 
 _REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class ConfiguredWorker:
-    spec: AnyWorkerSpec
-    settings: BaseModel
 
 
 @dataclass(frozen=True, slots=True)

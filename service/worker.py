@@ -141,3 +141,11 @@ def worker(
 
 
 AnyWorkerSpec = WorkerSpec[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredWorker:
+    """A worker selected to run, with its settings section validated."""
+
+    spec: AnyWorkerSpec
+    settings: BaseModel

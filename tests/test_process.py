@@ -183,3 +183,36 @@ async def test_bad_configuration_exits_2_with_one_line_per_problem(
         assert await service.exit_code() == 2
     assert any(expected in line for line in service.text), service.text
     assert not any("Traceback" in line for line in service.text)
+
+
+async def test_a_signal_while_a_worker_is_still_starting_stops_cleanly(tmp_path: Path) -> None:
+    write_module(
+        tmp_path,
+        "slow_start",
+        """
+        import trio
+
+        from service import WorkerContext, worker
+
+
+        @worker(grace=5)
+        async def warming_up(ctx: WorkerContext, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            ctx.log.info("warming")
+            with trio.move_on_after(60):
+                await ctx.stopping.wait()  # abandons its start when asked to stop
+
+
+        @worker(requires=("warming_up",))
+        async def after(ctx: WorkerContext, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            raise AssertionError("never started")
+        """,
+    )
+    env = service_env(tmp_path, SERVICE_WORKERS="slow_start:after,slow_start:warming_up")
+    async with ServiceProcess(env) as service:
+        await service.wait_for("warming")
+        service.send(signal.SIGTERM)
+        assert await service.exit_code() == 0
+    assert service.events("service.ready") == []
+    assert [(e["worker"], e["outcome"]) for e in service.events("worker.exited")] == [
+        ("warming_up", "stopped")
+    ]

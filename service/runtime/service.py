@@ -50,8 +50,21 @@ class Service:
 
         with stop_signal_handlers(on_signal):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
+            self._warn_about_configuration()
             await self.supervisor.run()
         return self.exit_code
+
+    def _warn_about_configuration(self) -> None:
+        if not self.config.workers:
+            log.warning("service.no_workers", hint="select workers with SERVICE_WORKERS")
+        graces = sum(item.spec.grace for item in self.config.workers)
+        if graces >= self.config.settings.shutdown_timeout:
+            # Workers stop one after another, so their graces add up.
+            log.warning(
+                "service.shutdown_timeout_too_short",
+                shutdown_timeout_s=self.config.settings.shutdown_timeout,
+                total_grace_s=graces,
+            )
 
     def on_signal(self, signum: signal.Signals) -> None:
         if not self.stopping:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import structlog
 import trio
 
-from service.registry import ConfiguredWorker
 from service.supervision.runner import WorkerRunner
+from service.worker import ConfiguredWorker
 
 log = structlog.get_logger("service.supervision")
 

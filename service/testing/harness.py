@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 import trio
 from pydantic import BaseModel
 
-from service.registry import ConfiguredWorker, start_order
+from service.registry import start_order
 from service.supervision import Supervisor
-from service.worker import AnyWorkerSpec
+from service.worker import AnyWorkerSpec, ConfiguredWorker
 
 
 @asynccontextmanager

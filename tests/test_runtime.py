@@ -1,0 +1,69 @@
+"""The runtime in-process: exit codes and warnings that need no real signal."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from service import WorkerContext, logs, runtime, worker
+from service.config import Settings
+from service.registry import ServiceConfig
+from service.supervision import Supervisor
+from service.worker import ConfiguredWorker, NoSettings
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+@worker(grace=20)
+async def patient(ctx: WorkerContext, *, task_status: object = None) -> None:
+    raise AssertionError("not run in these tests")
+
+
+def config(*specs: object, **settings: object) -> ServiceConfig:
+    return ServiceConfig(
+        Settings.model_validate(settings),
+        tuple(ConfiguredWorker(spec, NoSettings()) for spec in specs),  # type: ignore[arg-type]
+    )
+
+
+def test_an_internal_error_exits_1_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Supervisor) -> None:
+        raise RuntimeError("supervisor bug")
+
+    monkeypatch.setattr(Supervisor, "run", broken)
+    out = io.StringIO()
+    logs.configure(log_format="json", stream=out)
+    assert runtime.run(config()) == 1
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    crashed = next(line for line in lines if line["event"] == "service.crashed")
+    assert crashed["exception"][0]["exc_value"] == "supervisor bug"
+    assert lines[-1] == {**lines[-1], "event": "service.stopped", "exit_code": 1}
+
+
+def test_warns_when_the_graces_add_up_past_the_shutdown_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def stop_at_once(self: Supervisor) -> None:
+        return
+
+    monkeypatch.setattr(Supervisor, "run", stop_at_once)
+    out = io.StringIO()
+    logs.configure(log_format="json", stream=out)
+    assert runtime.run(config(patient, shutdown_timeout=10)) == 0
+    events = {json.loads(line)["event"]: json.loads(line) for line in out.getvalue().splitlines()}
+    warning = events["service.shutdown_timeout_too_short"]
+    assert warning["total_grace_s"] == 20
+    assert warning["shutdown_timeout_s"] == 10
+
+
+def test_warns_when_no_worker_is_selected(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def stop_at_once(self: Supervisor) -> None:
+        return
+
+    monkeypatch.setattr(Supervisor, "run", stop_at_once)
+    out = io.StringIO()
+    logs.configure(log_format="json", stream=out)
+    runtime.run(config())
+    assert "service.no_workers" in out.getvalue()
