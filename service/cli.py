@@ -17,12 +17,14 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="TOML settings file (or $SERVICE_CONFIG)"
-    )
+    _add_config_option(parser, default=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="run the service (the default)")
-    commands.add_parser("check-config", help="print the effective settings as JSON and exit")
+    for name, text in [
+        ("run", "run the service (the default)"),
+        ("check-config", "print the effective settings as JSON and exit"),
+    ]:
+        # Accept --config after the command too; SUPPRESS keeps an earlier one from being reset.
+        _add_config_option(commands.add_parser(name, help=text), default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     try:
@@ -40,3 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(level=config.settings.log_level, log_format=config.settings.log_format)
     return runtime.run(config)
+
+
+def _add_config_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        metavar="FILE",
+        help="TOML settings file (or $SERVICE_CONFIG)",
+    )

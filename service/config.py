@@ -46,7 +46,10 @@ class Settings(BaseModel):
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     shutdown_timeout: float = Field(
-        default=25.0, gt=0, description="seconds from the first signal to the forced exit"
+        default=25.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="seconds from the first signal to the forced exit",
     )
 
     @field_validator("workers", mode="before")
@@ -68,22 +71,21 @@ class RawConfig:
 
     values: dict[str, Any] = field(default_factory=dict)
     origins: dict[Key, str] = field(default_factory=dict)
+    #: What could not be read; kept, not raised, so validation can report its problems too.
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, environ: Mapping[str, str], config_file: Path | None = None) -> RawConfig:
         """Read the TOML file (`config_file`, else `$SERVICE_CONFIG`), then overlay the env."""
         raw = cls()
-        problems: list[str] = []
         path = config_file or (
             Path(environ[CONFIG_FILE_VARIABLE]) if environ.get(CONFIG_FILE_VARIABLE) else None
         )
         if path is not None:
-            raw._merge_file(path, problems)
+            raw._merge_file(path, raw.problems)
         for name in sorted(environ):
             if name.startswith(ENV_PREFIX) and name != CONFIG_FILE_VARIABLE:
-                raw._merge_env(name, environ[name], problems)
-        if problems:
-            raise ConfigError(problems)
+                raw._merge_env(name, environ[name], raw.problems)
         return raw
 
     def _merge_file(self, path: Path, problems: list[str]) -> None:
@@ -130,30 +132,57 @@ class RawConfig:
         self.origins[key] = origin
 
     def name_of(self, key: Key) -> str:
-        """The variable or file key a setting came from, or its env name if it was absent."""
+        """The variable or file key a setting (or section) came from; its env name if absent."""
         for end in range(len(key), 0, -1):
             if key[:end] in self.origins:
                 return self.origins[key[:end]]
+        inside = [origin for known, origin in self.origins.items() if known[: len(key)] == key]
+        if inside:
+            return inside[0]
         return ENV_PREFIX + "__".join(key).upper()
 
 
 def validate_section(raw: RawConfig, model: type[ModelT], section: Key = ()) -> ModelT:
-    """Validate one section (the top level when `section` is empty) against its model."""
+    """Validate one section (the top level when `section` is empty) against its model.
+
+    Keys the model does not know are errors even if the model itself would ignore them: a
+    misspelt setting must never silently fall back to its default.
+    """
     values: Any = raw.values
     for part in section:
-        values = values.get(part, {})
+        values = values.get(part, {}) if isinstance(values, dict) else values
+    known = _field_names(model)
     if section == ():
-        values = {key: value for key, value in values.items() if key in model.model_fields}
+        values = {key: value for key, value in values.items() if key in known}
+    # A scalar where the section should be is left to pydantic ("a valid dictionary").
+    unknown = [
+        f"{raw.name_of((*section, key))}: unknown setting"
+        for key in (values if isinstance(values, dict) else ())
+        if key not in known
+    ]
     try:
-        return model.model_validate(values)
+        validated = model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_describe(raw, exc, section)) from None
+        raise ConfigError([*_describe(raw, exc, section), *unknown]) from None
+    if unknown:
+        raise ConfigError(unknown)
+    return validated
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    names = set(model.model_fields)
+    names.update(f.alias for f in model.model_fields.values() if f.alias is not None)
+    return names
 
 
 def _describe(raw: RawConfig, error: ValidationError, section: Key) -> list[str]:
     problems = []
     for item in error.errors(include_input=False, include_url=False):
         key = (*section, *(str(part) for part in item["loc"]))
-        message = "unknown setting" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append(f"{raw.name_of(key)}: {message}")
+        if item["type"] == "extra_forbidden":
+            if len(item["loc"]) == 1:
+                continue  # the section's own unknown keys are reported by validate_section
+            problems.append(f"{raw.name_of(key)}: unknown setting")
+        else:
+            problems.append(f"{raw.name_of(key)}: {item['msg']}")
     return problems

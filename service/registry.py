@@ -7,8 +7,8 @@ invalid settings section) is a configuration error reported before anything star
 
 from __future__ import annotations
 
+import graphlib
 import importlib
-import importlib.util
 import pkgutil
 import re
 from collections.abc import Mapping
@@ -44,20 +44,21 @@ class ServiceConfig:
 def load(environ: Mapping[str, str], config_file: Path | None = None) -> ServiceConfig:
     """Read, validate and resolve everything, or raise one `ConfigError` listing each problem."""
     raw = RawConfig.load(environ, config_file)
-    problems: list[str] = []
+    problems = list(raw.problems)
     try:
-        settings = validate_section(raw, Settings)
+        settings: Settings | None = validate_section(raw, Settings)
     except ConfigError as exc:
-        raise ConfigError([*exc.problems, *_unknown_sections(raw, set())]) from None
-    names = settings.workers if settings.workers is not None else service.workers.DEFAULT_WORKERS
+        problems.extend(exc.problems)
+        settings = None
+    source = raw.name_of(("workers",))
     specs: list[AnyWorkerSpec] = []
-    for name in names:
+    for name in _worker_names(raw, settings):
         try:
-            specs.append(resolve(name))
+            specs.append(resolve(name, source))
         except ConfigError as exc:
             problems.extend(exc.problems)
     try:
-        ordered = start_order(specs)
+        ordered = start_order(specs, source)
     except ConfigError as exc:
         problems.extend(exc.problems)
         ordered = specs
@@ -70,9 +71,21 @@ def load(environ: Mapping[str, str], config_file: Path | None = None) -> Service
         except ConfigError as exc:
             problems.extend(exc.problems)
     problems.extend(_unknown_sections(raw, {spec.name for spec in specs}))
-    if problems:
+    if problems or settings is None:
         raise ConfigError(problems)
     return ServiceConfig(settings, tuple(configured))
+
+
+def _worker_names(raw: RawConfig, settings: Settings | None) -> tuple[str, ...]:
+    """The selected names, even when another service setting is invalid (to report all)."""
+    if settings is None:
+        try:
+            settings = Settings.model_validate({"workers": raw.values.get("workers")})
+        except ValueError:
+            return ()  # the list itself is invalid, and already reported
+    if settings.workers is None:
+        return service.workers.DEFAULT_WORKERS
+    return settings.workers
 
 
 def builtin_names() -> list[str]:
@@ -84,71 +97,69 @@ def builtin_names() -> list[str]:
     )
 
 
-def resolve(name: str) -> AnyWorkerSpec:
-    """One `SERVICE_WORKERS` entry to its spec."""
+def resolve(name: str, source: str = "SERVICE_WORKERS") -> AnyWorkerSpec:
+    """One `SERVICE_WORKERS` entry to its spec; `source` names where the list came from."""
     if ":" not in name:
         if name not in builtin_names():
             known = ", ".join(builtin_names()) or "none"
             raise ConfigError(
-                [
-                    f"SERVICE_WORKERS: unknown worker {name!r} (built-in: {known}; "
-                    "or give module:attr)"
-                ]
+                [f"{source}: unknown worker {name!r} (built-in: {known}; or give module:attr)"]
             )
         reference = f"{service.workers.__name__}.{name}:{name}"
     elif _REFERENCE.match(name):
         reference = name
     else:
-        raise ConfigError([f"SERVICE_WORKERS: {name!r} is not a module:attr reference"])
+        raise ConfigError([f"{source}: {name!r} is not a module:attr reference"])
     module_name, attr = reference.split(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001  # any import failure is the reference's problem
         raise ConfigError(
-            [
-                f"SERVICE_WORKERS: cannot import {module_name!r} for {name!r}: "
-                f"{type(exc).__name__}: {exc}"
-            ]
+            [f"{source}: cannot import {module_name!r} for {name!r}: {type(exc).__name__}: {exc}"]
         ) from None
     found = getattr(module, attr, None)
     if found is None:
-        raise ConfigError([f"SERVICE_WORKERS: module {module_name!r} has no attribute {attr!r}"])
+        raise ConfigError([f"{source}: module {module_name!r} has no attribute {attr!r}"])
     if not isinstance(found, WorkerSpec):
         raise ConfigError(
-            [f"SERVICE_WORKERS: {reference} is not a worker (decorate it with @worker(...))"]
+            [f"{source}: {reference} is not a worker (decorate it with @worker(...))"]
         )
     return found
 
 
-def start_order(specs: list[AnyWorkerSpec]) -> list[AnyWorkerSpec]:
+def start_order(specs: list[AnyWorkerSpec], source: str = "SERVICE_WORKERS") -> list[AnyWorkerSpec]:
     """Listed order, except that a worker comes after everything it `requires`."""
     problems = []
     by_name: dict[str, AnyWorkerSpec] = {}
     for spec in specs:
         if spec.name in by_name:
-            problems.append(f"SERVICE_WORKERS: worker {spec.name!r} is listed twice")
+            problems.append(f"{source}: worker {spec.name!r} is listed twice")
         by_name[spec.name] = spec
     for spec in by_name.values():
         problems.extend(
-            f"SERVICE_WORKERS: {spec.name!r} requires {needed!r}, which is not selected"
+            f"{source}: {spec.name!r} requires {needed!r}, which is not selected"
             for needed in spec.requires
             if needed not in by_name
         )
     if problems:
         raise ConfigError(problems)
+    try:
+        graphlib.TopologicalSorter({s.name: s.requires for s in by_name.values()}).prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(reversed(exc.args[1]))
+        raise ConfigError([f"{source}: circular requires: {cycle}"]) from None
     ordered: list[AnyWorkerSpec] = []
     placed: set[str] = set()
     while len(ordered) < len(by_name):
-        ready = [
+        # The first listed worker whose requirements have all been placed; the graph is
+        # acyclic, so there always is one.
+        ready = next(
             spec
             for spec in by_name.values()
             if spec.name not in placed and placed.issuperset(spec.requires)
-        ]
-        if not ready:
-            cycle = sorted(set(by_name) - placed)
-            raise ConfigError([f"SERVICE_WORKERS: circular requires among {', '.join(cycle)}"])
-        ordered.append(ready[0])
-        placed.add(ready[0].name)
+        )
+        ordered.append(ready)
+        placed.add(ready.name)
     return ordered
 
 
