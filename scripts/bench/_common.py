@@ -36,7 +36,7 @@ def parse_args(doc: str | None) -> argparse.Namespace:
 
 
 def emit(
-    bench: str, metric: str, value: float, baseline: float, unit: str, target: str
+    bench: str, metric: str, value: float, baseline: float, *, unit: str, target: str
 ) -> dict[str, Any]:
     """Print one result line (CONTRACTS.md section 7); `ratio` is value / baseline."""
     line = {

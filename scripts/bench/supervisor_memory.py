@@ -81,11 +81,11 @@ def main() -> None:
     )
     _common.emit(
         BENCH,
-        f"rss_per_idle_worker_n{n}",
+        "rss_per_idle_worker",
         medians["supervised"],
         medians["bare"],
-        "bytes",
-        "<= 1.5x",
+        unit="bytes",
+        target="<= 1.5x",
     )
 
 
