@@ -420,3 +420,38 @@ async def test_started_twice_is_a_crash(events: Events, autojump_clock: object) 
         await trio.sleep(1)
     [exited] = events.named("worker.exited")
     assert exited["error"] == "RuntimeError: task_status.started() called twice"
+
+
+async def test_the_cancel_reason_survives_a_workers_own_nursery(
+    events: Events, autojump_clock: object
+) -> None:
+    @worker(grace=1)
+    async def fan_out(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(trio.sleep_forever)
+            task_status.started()
+            await trio.sleep_forever()  # ignores the soft stop
+
+    async with supervised(fan_out):
+        await trio.sleep(1)
+    [exited] = events.named("worker.exited")
+    assert exited["outcome"] == "cancelled"
+    assert exited["cancel_reason"] == "grace period of 1s exceeded"
+
+
+async def test_cancellation_from_outside_is_logged_and_propagates(
+    events: Events, autojump_clock: object
+) -> None:
+    @worker()
+    async def inner(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep_forever()
+
+    with trio.move_on_after(5) as outer:
+        async with supervised(inner):
+            await trio.sleep_forever()
+    assert outer.cancelled_caught
+    [exited] = events.named("worker.exited")
+    assert exited["outcome"] == "cancelled"
+    assert exited["cancel_reason"] == "deadline"

@@ -29,17 +29,27 @@ def describe_cancel(exc: trio.Cancelled) -> str:
     return exc.reason or str(exc.source)
 
 
-def classify_error(error: BaseException) -> tuple[Outcome, BaseException | None, str | None]:
-    """A raised exception as an outcome: a crash, unless it is only cancellation."""
+def cancellation_in(error: BaseException) -> trio.Cancelled | None:
+    """The `Cancelled` an exception amounts to: itself, or the first of a group of only those."""
     if isinstance(error, trio.Cancelled):
-        return "cancelled", None, describe_cancel(error)
+        return error
     if isinstance(error, BaseExceptionGroup):
         cancelled, rest = error.split(trio.Cancelled)
-        if rest is None:
-            assert cancelled is not None
+        if cancelled is not None and rest is None:
             first = next(_leaves(cancelled))
             assert isinstance(first, trio.Cancelled)
-            return "cancelled", None, describe_cancel(first)
+            return first
+    return None
+
+
+def classify_error(error: BaseException) -> tuple[Outcome, BaseException | None, str | None]:
+    """A raised exception as an outcome: a crash, unless it is only cancellation."""
+    cancelled = cancellation_in(error)
+    if cancelled is not None:
+        return "cancelled", None, describe_cancel(cancelled)
+    if isinstance(error, BaseExceptionGroup):
+        _, rest = error.split(trio.Cancelled)
+        assert rest is not None
         return "crashed", rest, None
     return "crashed", error, None
 

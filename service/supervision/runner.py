@@ -15,7 +15,13 @@ import structlog
 import trio
 from pydantic import BaseModel
 
-from service.supervision.outcome import Exit, StartTimeout, classify_error
+from service.supervision.outcome import (
+    Exit,
+    StartTimeout,
+    cancellation_in,
+    classify_error,
+    describe_cancel,
+)
 from service.supervision.policy import RestartIntensity, should_restart
 from service.worker import AnyWorkerSpec, WorkerContext
 
@@ -26,6 +32,23 @@ log = structlog.get_logger("service.supervision")
 
 class WorkerRunner:
     """Runs one worker until it ends for good, it is stopped, or its supervisor gives up."""
+
+    __slots__ = (
+        "_backoff",
+        "_backoff_wait",
+        "_context",
+        "_intensity",
+        "_on_give_up",
+        "_scope",
+        "_stopping",
+        "done",
+        "restarts",
+        "settings",
+        "settled",
+        "spec",
+        "state",
+        "task",
+    )
 
     def __init__(
         self, spec: AnyWorkerSpec, settings: BaseModel, *, on_give_up: Callable[[str], None]
@@ -39,8 +62,9 @@ class WorkerRunner:
         self.settled = trio.Event()
         self.done = trio.Event()
         self._on_give_up = on_give_up
-        self._scope = trio.CancelScope()
-        self._stop_requested = trio.Event()
+        self._scope: trio.CancelScope | None = None  # the current attempt's
+        self._stopping = False
+        self._backoff_wait: trio.CancelScope | None = None
         self._context: WorkerContext[Any] | None = None
         self._intensity = RestartIntensity(spec.max_restarts, spec.within)
         self._backoff = spec.backoff.tracker()
@@ -56,8 +80,7 @@ class WorkerRunner:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(worker=self.name)
         try:
-            with self._scope:
-                await self._supervise()
+            await self._supervise()
         finally:
             self.state = "ended"
             self.settled.set()
@@ -67,9 +90,7 @@ class WorkerRunner:
         attempt = 1
         while True:
             ended = await self._attempt(attempt)
-            if self._stop_requested.is_set() or not should_restart(
-                self.spec.restart, ended.outcome
-            ):
+            if self._stopping or not should_restart(self.spec.restart, ended.outcome):
                 return
             if ended.started and ended.uptime >= self.spec.within:
                 self._backoff.reset()
@@ -85,9 +106,13 @@ class WorkerRunner:
             attempt += 1
             log.info("worker.restarting", attempt=attempt, delay_s=round(delay, 3))
             self.state = "backoff"
-            with trio.move_on_after(delay):
-                await self._stop_requested.wait()
-            if self._stop_requested.is_set():
+            if delay > 0:
+                with trio.move_on_after(delay) as self._backoff_wait:
+                    await trio.sleep_forever()  # until the delay ends, or the stop cuts it short
+                self._backoff_wait = None
+            else:
+                await trio.lowlevel.checkpoint()
+            if self._stopping:
                 return
             self.restarts += 1
 
@@ -95,28 +120,39 @@ class WorkerRunner:
         context = WorkerContext(self.name, self.settings, attempt=attempt)
         self._context = context
         began = trio.current_time()
-        start_scope = trio.CancelScope(deadline=began + self.spec.start_timeout)
-        readiness = _Readiness(self, start_scope, attempt)
+        # One scope per attempt: until the worker reports started its deadline is the start
+        # timeout; cancelling it is the hard cancel.
+        scope = self._scope = trio.CancelScope(deadline=began + self.spec.start_timeout)
+        readiness = _Readiness(self, scope, attempt)
         self.state = "starting"
-        outcome: Exit | None = None
+        why: trio.Cancelled | None = None
         try:
-            with start_scope:
-                await self.spec.run(context, task_status=readiness)
+            with scope:
+                try:
+                    await self.spec.run(context, task_status=readiness)
+                except BaseException as exc:
+                    why = cancellation_in(exc)  # whoever cancelled, keep their reason
+                    raise
         except BaseException as exc:
+            # A crash, or a cancellation from outside this worker (the whole run is ending).
             kind, error, reason = classify_error(exc)
-            outcome = Exit(kind, trio.current_time() - began, readiness.reported, error, reason)
-            self._log_exit(outcome)
+            ended = Exit(kind, trio.current_time() - began, readiness.reported, error, reason)
+            self._log_exit(ended)
             # Cancellation must reach the scope it belongs to; a crash mixed with cancellation
             # is kept as the crash, and the cancellation fires again at the next checkpoint.
             if kind == "cancelled" or isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            return outcome
-        if start_scope.cancelled_caught:
-            error = StartTimeout(f"did not report started within {self.spec.start_timeout:g}s")
-            outcome = Exit("crashed", trio.current_time() - began, False, error)
-        else:
+            return ended
+        uptime = trio.current_time() - began
+        if not scope.cancelled_caught:
             kind = "stopped" if context.stopping.is_set() else "completed"
-            outcome = Exit(kind, trio.current_time() - began, readiness.reported)
+            outcome = Exit(kind, uptime, readiness.reported)
+        elif why is not None and why.source == "deadline":
+            error = StartTimeout(f"did not report started within {self.spec.start_timeout:g}s")
+            outcome = Exit("crashed", uptime, False, error)
+        else:
+            reason = describe_cancel(why) if why is not None else "cancelled"
+            outcome = Exit("cancelled", uptime, readiness.reported, cancel_reason=reason)
         self._log_exit(outcome)
         return outcome
 
@@ -136,7 +172,7 @@ class WorkerRunner:
             log.info("worker.exited", **fields)
 
     def mark_started(self, attempt: int) -> None:
-        if not self._stop_requested.is_set():
+        if not self._stopping:
             self.state = "running"
         log.info("worker.started", attempt=attempt)
         self.settled.set()
@@ -152,7 +188,9 @@ class WorkerRunner:
 
     def request_stop(self) -> None:
         """The soft stop: no more restarts, `ctx.stopping` set, `ctx.every` ends."""
-        self._stop_requested.set()
+        self._stopping = True
+        if self._backoff_wait is not None:
+            self._backoff_wait.cancel(reason="the worker is stopping")
         if self.state != "ended":
             self.state = "stopping"
         if self._context is not None:
@@ -161,7 +199,8 @@ class WorkerRunner:
     def cancel(self, reason: str) -> None:
         """The hard cancel, now: the reason travels in the worker's `trio.Cancelled`."""
         self.request_stop()
-        self._scope.cancel(reason=reason)
+        if self._scope is not None:
+            self._scope.cancel(reason=reason)
 
 
 class _Readiness:
