@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from service.testing import service_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hunter2-S3CR3T-do-not-print"
@@ -52,9 +53,7 @@ def module_dir(tmp_path: Path) -> Path:
 
 
 def run_service(module_dir: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SERVICE_")}
-    env["PYTHONPATH"] = str(module_dir)
-    env.update(environ)
+    env = service_env(module_dir, **environ)
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         cwd=ROOT,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.service_process import ServiceProcess, service_env, write_module
+from service.testing import ServiceProcess, service_env
 
 WORKERS = """
     import time
@@ -59,6 +60,10 @@ WORKERS = """
         await trio.sleep(0.2)
         time.sleep(60)
 """
+
+
+def write_module(directory: Path, name: str, source: str) -> None:
+    (directory / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
 
 
 @pytest.fixture

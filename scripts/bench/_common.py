@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from service.testing.process import service_env  # noqa: E402  # needs ROOT on the path
+
+__all__ = ["service_env"]
+
 
 def parse_args(doc: str | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -91,15 +95,6 @@ def run_child(script: str, *args: str) -> dict[str, Any]:
 
 def write_module(directory: Path, name: str, source: str) -> None:
     (directory / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-
-
-def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
-    """The environment for `python -m service`: JSON logs, none of the caller's SERVICE_*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE_")}
-    env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{ROOT}"
-    env["SERVICE_LOG_FORMAT"] = "json"
-    env.update(settings)
-    return env
 
 
 def is_service_ready(line: str) -> bool:

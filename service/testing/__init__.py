@@ -1,4 +1,4 @@
-"""Test tools for services built on this template: leak checks, a supervisor harness.
+"""Test tools for services built on this template: leak checks, harnesses in and out of process.
 
 `service.testing.plugin` applies the leak checks to every test of a suite; the pieces are
 here for tests that want to check a region of their own.
@@ -6,5 +6,14 @@ here for tests that want to check a region of their own.
 
 from service.testing.harness import supervised
 from service.testing.leaks import ProcessSnapshot, UnraisableCollector, leaked_tasks, open_fds
+from service.testing.process import ServiceProcess, service_env
 
-__all__ = ["ProcessSnapshot", "UnraisableCollector", "leaked_tasks", "open_fds", "supervised"]
+__all__ = [
+    "ProcessSnapshot",
+    "ServiceProcess",
+    "UnraisableCollector",
+    "leaked_tasks",
+    "open_fds",
+    "service_env",
+    "supervised",
+]

@@ -1,4 +1,4 @@
-"""Run `python -m service` as a real process and read its JSON log lines as they come."""
+"""Run `python -m service` as a real process, as an operator would, and read its JSON logs."""
 
 from __future__ import annotations
 
@@ -7,24 +7,23 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, Self
 
 import trio
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def write_module(directory: Path, name: str, source: str) -> None:
-    (directory / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+#: The checkout the service runs from (`python -m service` needs it on the path).
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
-    """A clean environment: none of the caller's SERVICE_* leak in."""
+    """The caller's environment without its SERVICE_* variables, plus `settings`.
+
+    `pythonpath` goes first on PYTHONPATH: put the modules of `module:attr` workers there.
+    Logs come as JSON lines: stdout is a pipe, not a terminal.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE_")}
     env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{ROOT}"
-    env["SERVICE_LOG_FORMAT"] = "json"
     env.update(settings)
     return env
 
