@@ -15,6 +15,7 @@ from typing import Any, Generic, Literal, Protocol
 import structlog
 import trio
 from pydantic import BaseModel, ConfigDict
+from structlog.typing import FilteringBoundLogger
 from typing_extensions import TypeVar
 
 from service.backoff import Backoff
@@ -49,7 +50,7 @@ class WorkerContext(Generic[SettingsT]):
     settings: SettingsT
     stopping: trio.Event = field(default_factory=trio.Event)
     attempt: int = 1
-    log: structlog.stdlib.BoundLogger = field(init=False)
+    log: FilteringBoundLogger = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log", structlog.get_logger().bind(worker=self.name))

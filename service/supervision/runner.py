@@ -1,8 +1,8 @@
 """One supervised worker: its attempts, their outcomes, restarts with backoff, and its stop.
 
-Each attempt runs the worker function directly in the runner's task under two cancel scopes:
-the runner's own (the hard cancel, for the stop) and the attempt's (the start timeout, lifted
-once the worker reports started). Every attempt ends in exactly one `worker.exited` event.
+Each attempt runs the worker function directly in the runner's task (no task per attempt)
+under one cancel scope: its deadline is the start timeout until the worker reports started,
+and cancelling it is the hard cancel. Every attempt ends in exactly one `worker.exited` event.
 """
 
 from __future__ import annotations
@@ -147,12 +147,15 @@ class WorkerRunner:
         if not scope.cancelled_caught:
             kind = "stopped" if context.stopping.is_set() else "completed"
             outcome = Exit(kind, uptime, readiness.reported)
-        elif why is not None and why.source == "deadline":
-            error = StartTimeout(f"did not report started within {self.spec.start_timeout:g}s")
-            outcome = Exit("crashed", uptime, False, error)
         else:
-            reason = describe_cancel(why) if why is not None else "cancelled"
-            outcome = Exit("cancelled", uptime, readiness.reported, cancel_reason=reason)
+            assert why is not None  # the scope caught a Cancelled, which passed through above
+            if why.source == "deadline":
+                timeout = self.spec.start_timeout
+                error = StartTimeout(f"did not report started within {timeout:g}s")
+                outcome = Exit("crashed", uptime, False, error)
+            else:
+                reason = describe_cancel(why)
+                outcome = Exit("cancelled", uptime, readiness.reported, cancel_reason=reason)
         self._log_exit(outcome)
         return outcome
 
@@ -206,11 +209,11 @@ class WorkerRunner:
 class _Readiness:
     """The `task_status` a worker gets: `started()` marks the attempt as up and ready."""
 
-    __slots__ = ("_attempt", "_runner", "_start_scope", "reported")
+    __slots__ = ("_attempt", "_runner", "_scope", "reported")
 
-    def __init__(self, runner: WorkerRunner, start_scope: trio.CancelScope, attempt: int) -> None:
+    def __init__(self, runner: WorkerRunner, scope: trio.CancelScope, attempt: int) -> None:
         self._runner = runner
-        self._start_scope = start_scope
+        self._scope = scope
         self._attempt = attempt
         self.reported = False
 
@@ -218,5 +221,5 @@ class _Readiness:
         if self.reported:
             raise RuntimeError("task_status.started() called twice")
         self.reported = True
-        self._start_scope.deadline = math.inf
+        self._scope.deadline = math.inf  # the start timeout no longer applies
         self._runner.mark_started(self._attempt)
