@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 ENV_PREFIX = "SERVICE_"
 CONFIG_FILE_VARIABLE = "SERVICE_CONFIG"
@@ -50,6 +50,11 @@ class Settings(BaseModel):
         gt=0,
         allow_inf_nan=False,
         description="seconds from the first signal to the forced exit",
+    )
+    ops_host: str = Field(default="127.0.0.1", description="where the ops HTTP server listens")
+    ops_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
+    ops_debug_token: SecretStr | None = Field(
+        default=None, description="lets non-loopback clients read /debug/* with a bearer token"
     )
 
     @field_validator("workers", mode="before")

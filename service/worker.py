@@ -51,6 +51,8 @@ class WorkerContext(Generic[SettingsT]):
     stopping: trio.Event = field(default_factory=trio.Event)
     attempt: int = 1
     log: FilteringBoundLogger = field(init=False)
+    #: Why this worker is not ready although it has started (None: it is ready).
+    not_ready_reason: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log", structlog.get_logger().bind(worker=self.name))
@@ -58,6 +60,14 @@ class WorkerContext(Generic[SettingsT]):
     def every(self, interval: float) -> Ticks:
         """Tick every `interval` seconds on absolute deadlines until the soft stop begins."""
         return Ticks(interval, self.stopping)
+
+    def not_ready(self, reason: str) -> None:
+        """Make the service not ready until `ready()`: say so while disconnected, say."""
+        object.__setattr__(self, "not_ready_reason", reason)
+
+    def ready(self) -> None:
+        """Ready again (after `not_ready`)."""
+        object.__setattr__(self, "not_ready_reason", None)
 
 
 class WorkerFunction(Protocol[SettingsT]):

@@ -88,13 +88,25 @@ def test_check_config_prints_the_effective_settings_as_json(module_dir: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert json.loads(result.stdout) == {
+    document = json.loads(result.stdout)
+    expected = {
         "workers": ["idle", "vault"],
         "log_format": "json",
         "log_level": "debug",
         "shutdown_timeout": 7.5,
+        "ops_host": "127.0.0.1",
+        "ops_port": 8080,
+        "ops_debug_token": None,
         "vault": {"url": "https://vault.example", "token": "", "interval": 2.0},
     }
+    assert {key: document[key] for key in expected} == expected
+
+
+def test_check_config_masks_the_ops_debug_token(module_dir: Path) -> None:
+    result = run_service(module_dir, "check-config", SERVICE_OPS_DEBUG_TOKEN=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ops_debug_token"] == "**********"
+    assert SECRET not in result.stdout
 
 
 def test_check_config_shows_the_defaults(module_dir: Path) -> None:

@@ -363,7 +363,7 @@ async def test_stop_during_backoff_ends_without_another_attempt(
     async with supervised(waits_long) as supervisor:
         await trio.sleep(0.1)
         assert supervisor.runners[0].state == "backoff"
-        assert supervisor.not_ready_reasons() == ["worker waits_long is backoff"]
+        assert supervisor.not_ready_reasons() == ["worker waits_long: backoff"]
         stop_at = trio.current_time()
     assert trio.current_time() == stop_at
     assert len(events.named("worker.exited")) == 1
@@ -379,8 +379,14 @@ async def test_not_ready_while_starting_and_once_stopping(autojump_clock: object
 
     async with supervised(late) as supervisor:
         await trio.sleep(1)
-        assert supervisor.not_ready_reasons() == ["worker late is starting"]
+        assert supervisor.not_ready_reasons() == ["worker late: starting"]
         await supervisor.ready.wait()
+        assert supervisor.not_ready_reasons() == []
+        late_context = supervisor.runners[0]._context  # noqa: SLF001
+        assert late_context is not None
+        late_context.not_ready("upstream disconnected")
+        assert supervisor.not_ready_reasons() == ["worker late: upstream disconnected"]
+        late_context.ready()
         assert supervisor.not_ready_reasons() == []
         supervisor.stop()
         assert supervisor.not_ready_reasons() == ["the service is stopping"]

@@ -42,10 +42,12 @@ class WorkerRunner:
         "_scope",
         "_stopping",
         "done",
+        "last_exit",
         "restarts",
         "settings",
         "settled",
         "spec",
+        "started_at",
         "state",
         "task",
     )
@@ -58,6 +60,9 @@ class WorkerRunner:
         self.state: State = "pending"
         self.restarts = 0
         self.task: trio.lowlevel.Task | None = None
+        #: When the current attempt began (Trio time), and how the last one ended.
+        self.started_at: float | None = None
+        self.last_exit: Exit | None = None
         #: Set once the first attempt has started, or the runner ended without one starting.
         self.settled = trio.Event()
         self.done = trio.Event()
@@ -72,6 +77,15 @@ class WorkerRunner:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why this worker keeps the service from being ready, if it does."""
+        if self.state in ("pending", "starting", "backoff", "stopping"):
+            return self.state
+        if self.state == "running" and self._context is not None:
+            return self._context.not_ready_reason
+        return None
 
     async def run(self) -> None:
         self.task = trio.lowlevel.current_task()
@@ -119,7 +133,7 @@ class WorkerRunner:
     async def _attempt(self, attempt: int) -> Exit:
         context = WorkerContext(self.name, self.settings, attempt=attempt)
         self._context = context
-        began = trio.current_time()
+        began = self.started_at = trio.current_time()
         # One scope per attempt: until the worker reports started its deadline is the start
         # timeout; cancelling it is the hard cancel.
         scope = self._scope = trio.CancelScope(deadline=began + self.spec.start_timeout)
@@ -160,6 +174,7 @@ class WorkerRunner:
         return outcome
 
     def _log_exit(self, ended: Exit) -> None:
+        self.last_exit = ended
         fields: dict[str, Any] = {
             "outcome": ended.outcome,
             "uptime_s": round(ended.uptime, 3),

@@ -60,7 +60,7 @@ class Supervisor:
         if self._stop_requested.is_set():
             return ["the service is stopping"]
         return [
-            f"worker {runner.name} is {runner.state}"
+            f"worker {runner.name}: {reason}"
             for runner in self.runners
-            if runner.state in ("pending", "starting", "backoff")
+            if (reason := runner.not_ready_reason) is not None
         ]
