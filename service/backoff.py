@@ -40,6 +40,10 @@ class Backoff:
                 return self.cap
         return min(delay, self.cap)
 
+    def delay(self, failures: int) -> float:
+        """A random delay after `failures` consecutive failures: uniform up to the ceiling."""
+        return _random.uniform(0.0, self.ceiling(failures))
+
     def tracker(self) -> BackoffTracker:
         return BackoffTracker(self)
 
@@ -53,7 +57,7 @@ class BackoffTracker:
 
     def next_delay(self) -> float:
         self.failures += 1
-        return _random.uniform(0.0, self.policy.ceiling(self.failures))
+        return self.policy.delay(self.failures)
 
     def reset(self) -> None:
         self.failures = 0

@@ -33,6 +33,25 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
+class DatabaseSettings(BaseModel):
+    """`SERVICE_DB__URL`: where the job table and any worker's data live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        default="sqlite:///var/service.db",
+        description="sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _supported_scheme(cls, value: str) -> str:
+        scheme = value.partition(":")[0]
+        if scheme != "sqlite":
+            raise ValueError(f"unsupported database URL scheme {scheme!r} (supported: sqlite)")
+        return value
+
+
 class Settings(BaseModel):
     """The service's own settings; worker sections are validated by the workers' own models."""
 
@@ -51,6 +70,7 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="seconds from the first signal to the forced exit",
     )
+    db: DatabaseSettings = DatabaseSettings()
     ops_host: str = Field(default="127.0.0.1", description="where the ops HTTP server listens")
     ops_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     ops_debug_token: SecretStr | None = Field(

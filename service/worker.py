@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 from typing_extensions import TypeVar
 
 from service.backoff import Backoff
+from service.resources import RESOURCE_NAMES, Database, Resources
 from service.schedule import Ticks
 
 RestartType = Literal["permanent", "transient", "temporary"]
@@ -50,6 +51,7 @@ class WorkerContext(Generic[SettingsT]):
     settings: SettingsT
     stopping: trio.Event = field(default_factory=trio.Event)
     attempt: int = 1
+    resources: Resources = field(default_factory=Resources)
     log: FilteringBoundLogger = field(init=False)
     #: Why this worker is not ready although it has started (None: it is ready).
     not_ready_reason: str | None = field(default=None, init=False)
@@ -60,6 +62,13 @@ class WorkerContext(Generic[SettingsT]):
     def every(self, interval: float) -> Ticks:
         """Tick every `interval` seconds on absolute deadlines until the soft stop begins."""
         return Ticks(interval, self.stopping)
+
+    @property
+    def db(self) -> Database:
+        """The database, for a worker declared with `uses=("db",)`."""
+        if self.resources.db is None:
+            raise RuntimeError(f'worker {self.name!r} uses the database: declare uses=("db",)')
+        return self.resources.db
 
     def not_ready(self, reason: str) -> None:
         """Make the service not ready until `ready()`: say so while disconnected, say."""
@@ -90,6 +99,7 @@ class WorkerSpec(Generic[SettingsT]):
     restart: RestartType = "permanent"
     grace: float = 5.0
     requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
     max_restarts: int = 5
     within: float = 60.0
     start_timeout: float = 30.0
@@ -116,6 +126,11 @@ class WorkerSpec(Generic[SettingsT]):
             problems.append(f"start_timeout must be > 0 seconds, not {self.start_timeout!r}")
         if self.name in self.requires:
             problems.append("a worker cannot require itself")
+        problems.extend(
+            f"uses unknown resource {name!r} (known: {', '.join(RESOURCE_NAMES)})"
+            for name in self.uses
+            if name not in RESOURCE_NAMES
+        )
         if problems:
             raise ValueError(f"worker {self.name!r}: " + "; ".join(problems))
 
@@ -126,6 +141,7 @@ def worker(
     restart: RestartType = "permanent",
     grace: float = 5.0,
     requires: tuple[str, ...] = (),
+    uses: tuple[str, ...] = (),
     max_restarts: int = 5,
     within: float = 60.0,
     start_timeout: float = 30.0,
@@ -142,6 +158,7 @@ def worker(
             restart=restart,
             grace=grace,
             requires=tuple(requires),
+            uses=tuple(uses),
             max_restarts=max_restarts,
             within=within,
             start_timeout=start_timeout,

@@ -287,21 +287,21 @@ def test_malformed_variable_names_are_reported(name: str) -> None:
 
 
 def test_scalar_and_section_of_the_same_name_in_the_environment() -> None:
-    problems = problems_of({"SERVICE_DB": SECRET, "SERVICE_DB__URL": SECRET})
-    assert problems == ["SERVICE_DB__URL: conflicts with SERVICE_DB, which is not a section"]
+    problems = problems_of({"SERVICE_CACHE": SECRET, "SERVICE_CACHE__URL": SECRET})
+    assert problems == ["SERVICE_CACHE__URL: conflicts with SERVICE_CACHE, which is not a section"]
 
 
 def test_scalar_in_the_environment_for_a_section_of_the_file(tmp_path: Path) -> None:
-    path = toml_file(tmp_path, '[db]\nurl = "sqlite:///x.db"\n')
-    assert problems_of({"SERVICE_DB": SECRET}, path) == [
-        "SERVICE_DB: names a section, not a setting"
+    path = toml_file(tmp_path, '[cache]\nurl = "sqlite:///x.db"\n')
+    assert problems_of({"SERVICE_CACHE": SECRET}, path) == [
+        "SERVICE_CACHE: names a section, not a setting"
     ]
 
 
 def test_section_in_the_environment_for_a_scalar_of_the_file(tmp_path: Path) -> None:
-    path = toml_file(tmp_path, 'db = "sqlite:///x.db"\n')
-    assert problems_of({"SERVICE_DB__URL": SECRET}, path) == [
-        f"SERVICE_DB__URL: conflicts with {path}: db, which is not a section"
+    path = toml_file(tmp_path, 'cache = "sqlite:///x.db"\n')
+    assert problems_of({"SERVICE_CACHE__URL": SECRET}, path) == [
+        f"SERVICE_CACHE__URL: conflicts with {path}: cache, which is not a section"
     ]
 
 
@@ -346,14 +346,14 @@ def test_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
 def test_every_reading_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     problems = problems_of(
-        {"SERVICE_A____B": "1", "SERVICE_X__": "2", "SERVICE_DB": "3", "SERVICE_DB__URL": "4"},
+        {"SERVICE_A____B": "1", "SERVICE_X__": "2", "SERVICE_CACHE": "3", "SERVICE_CACHE__URL": "4"},
         path,
     )
     assert len(problems) == 4
     assert problems[0].startswith(f"{path}: ")
     assert [p.split(":")[0] for p in problems[1:]] == [
         "SERVICE_A____B",
-        "SERVICE_DB__URL",
+        "SERVICE_CACHE__URL",
         "SERVICE_X__",
     ]
 

@@ -29,7 +29,7 @@ def config(*specs: object, **settings: object) -> ServiceConfig:
 
 
 def test_an_internal_error_exits_1_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(self: Supervisor) -> None:
+    async def broken(self: Supervisor, resources: object) -> None:
         raise RuntimeError("supervisor bug")
 
     monkeypatch.setattr(Supervisor, "run", broken)
@@ -45,7 +45,7 @@ def test_an_internal_error_exits_1_and_says_why(monkeypatch: pytest.MonkeyPatch)
 def test_warns_when_the_graces_add_up_past_the_shutdown_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def stop_at_once(self: Supervisor) -> None:
+    async def stop_at_once(self: Supervisor, resources: object) -> None:
         return
 
     monkeypatch.setattr(Supervisor, "run", stop_at_once)
@@ -59,7 +59,7 @@ def test_warns_when_the_graces_add_up_past_the_shutdown_timeout(
 
 
 def test_warns_when_no_worker_is_selected(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def stop_at_once(self: Supervisor) -> None:
+    async def stop_at_once(self: Supervisor, resources: object) -> None:
         return
 
     monkeypatch.setattr(Supervisor, "run", stop_at_once)

@@ -14,12 +14,14 @@ import trio
 
 from service.observability.stacks import frame_line, task_stack, thread_stack
 from service.registry import ServiceConfig
+from service.resources import DatabaseError, open_resources
 from service.runtime.forced_exit import ForcedExit
 from service.runtime.signals import stop_signal_handlers
 from service.supervision import Supervisor
 
 EXIT_CLEAN = 0
 EXIT_CRASHED = 1
+EXIT_USAGE = 2
 EXIT_GAVE_UP = 70
 
 log = structlog.get_logger("service.runtime")
@@ -52,7 +54,14 @@ class Service:
         with stop_signal_handlers(on_signal):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
             self._warn_about_configuration()
-            await self.supervisor.run()
+            uses = {name for item in self.config.workers for name in item.spec.uses}
+            try:
+                async with open_resources(uses, self.config.settings) as resources:
+                    await self.supervisor.run(resources)
+            except DatabaseError as exc:
+                # A clear line, not a traceback: the message says what to fix.
+                log.error("resource.failed", resource="db", error=str(exc))  # noqa: TRY400
+                return EXIT_USAGE
         return self.exit_code
 
     def _warn_about_configuration(self) -> None:

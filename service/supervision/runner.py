@@ -15,6 +15,7 @@ import structlog
 import trio
 from pydantic import BaseModel
 
+from service.resources import Resources
 from service.supervision.outcome import (
     Exit,
     StartTimeout,
@@ -39,6 +40,7 @@ class WorkerRunner:
         "_context",
         "_intensity",
         "_on_give_up",
+        "_resources",
         "_scope",
         "_stopping",
         "done",
@@ -67,6 +69,7 @@ class WorkerRunner:
         self.settled = trio.Event()
         self.done = trio.Event()
         self._on_give_up = on_give_up
+        self._resources = Resources()
         self._scope: trio.CancelScope | None = None  # the current attempt's
         self._stopping = False
         self._backoff_wait: trio.CancelScope | None = None
@@ -87,8 +90,9 @@ class WorkerRunner:
             return self._context.not_ready_reason
         return None
 
-    async def run(self) -> None:
+    async def run(self, resources: Resources) -> None:
         self.task = trio.lowlevel.current_task()
+        self._resources = resources
         # This task's context is a copy of its spawner's: drop whatever unit of work was bound
         # there, so no trace_id leaks into a worker that outlives it.
         structlog.contextvars.clear_contextvars()
@@ -131,7 +135,9 @@ class WorkerRunner:
             self.restarts += 1
 
     async def _attempt(self, attempt: int) -> Exit:
-        context = WorkerContext(self.name, self.settings, attempt=attempt)
+        context = WorkerContext(
+            self.name, self.settings, attempt=attempt, resources=self._resources
+        )
         self._context = context
         began = self.started_at = trio.current_time()
         # One scope per attempt: until the worker reports started its deadline is the start

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import structlog
 import trio
 
+from service.resources import Resources
 from service.supervision.runner import WorkerRunner
 from service.worker import ConfiguredWorker
 
@@ -30,12 +31,14 @@ class Supervisor:
         self._starting = trio.CancelScope()
         self._launched: list[WorkerRunner] = []
 
-    async def run(self) -> None:
+    async def run(self, resources: Resources | None = None) -> None:
         """Start every worker, log `service.ready`, then wait for `stop()` and stop them all."""
         async with trio.open_nursery() as nursery:
             with self._starting:
                 for runner in self.runners:
-                    nursery.start_soon(runner.run, name=f"worker:{runner.name}")
+                    nursery.start_soon(
+                        runner.run, resources or Resources(), name=f"worker:{runner.name}"
+                    )
                     self._launched.append(runner)
                     await runner.settled.wait()
                 self.ready.set()

@@ -9,6 +9,7 @@ import trio
 from pydantic import BaseModel
 
 from service.registry import start_order
+from service.resources import Resources
 from service.supervision import Supervisor
 from service.worker import AnyWorkerSpec, ConfiguredWorker
 
@@ -17,12 +18,14 @@ from service.worker import AnyWorkerSpec, ConfiguredWorker
 async def supervised(
     *specs: AnyWorkerSpec,
     settings: dict[str, BaseModel] | None = None,
+    resources: Resources | None = None,
     on_give_up: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Start `specs` in `requires` order; on leaving the block, stop them as a signal would.
 
-    Settings default to each worker's model with its defaults. A give-up stops the others, as
-    in the service, and is reported to `on_give_up` if given.
+    Settings default to each worker's model with its defaults; `resources` are what the
+    workers `use` (open them around the block, e.g. `open_sqlite("sqlite:///:memory:")`). A
+    give-up stops the others, as in the service, and is reported to `on_give_up` if given.
     """
     chosen = settings or {}
     workers = [
@@ -37,7 +40,7 @@ async def supervised(
 
     supervisor = Supervisor(workers, on_give_up=gave_up)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(supervisor.run)
+        nursery.start_soon(supervisor.run, resources)
         try:
             yield supervisor
         finally:

@@ -4,4 +4,6 @@ A module here is imported only when its worker is selected, so the default run p
 for the examples it does not use.
 """
 
-DEFAULT_WORKERS: tuple[str, ...] = ()
+#: What runs when SERVICE_WORKERS is not set: the examples. The poller comes first, so it
+#: starts first and stops last, after the ticker that feeds it.
+DEFAULT_WORKERS: tuple[str, ...] = ("jobs", "ticker")

@@ -1,0 +1,159 @@
+"""The job table: enqueue, claim with a lease, acknowledge, retry, dead-letter, release.
+
+Delivery is at least once. A claim takes a lease on each job it returns; a job whose lease
+expires (its worker died) is claimed again by whoever polls next. Every change to a leased job
+names the lease owner, so a worker that lost its lease cannot complete or fail a job that
+someone else now holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from service.logs import new_trace_id
+from service.resources.database import Connection, Database
+
+JobState = Literal["pending", "leased", "done", "failed"]
+JOB_STATES: tuple[JobState, ...] = ("pending", "leased", "done", "failed")
+
+#: The notification channel that wakes pollers when jobs are enqueued.
+CHANNEL = "jobs"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job: `attempt` counts this delivery (1 = the first)."""
+
+    id: str
+    payload: Any
+    trace_id: str
+    attempt: int
+
+
+class JobTable:
+    """Job operations on a `Database`; `clock` gives wall-clock seconds (leases outlive us)."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def enqueue(self, payloads: Sequence[Any], *, trace_id: str | None = None) -> list[str]:
+        """Add jobs (each payload must be JSON-serializable); their ids, in order.
+
+        Every job gets `trace_id` (or a fresh one), so its processing can be traced back to
+        what enqueued it.
+        """
+        now = self._clock()
+        rows = [
+            (uuid.uuid4().hex, _encode(payload), trace_id or new_trace_id(), now, now, now)
+            for payload in payloads
+        ]
+
+        def insert(connection: Connection) -> None:
+            connection.executemany(
+                "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                rows,
+            )
+
+        await self._db.transaction(insert)
+        self._db.notify(CHANNEL)
+        return [row[0] for row in rows]
+
+    async def claim(self, limit: int, *, lease_seconds: float, owner: str) -> list[Job]:
+        """Lease up to `limit` jobs that are due, or whose lease has expired, oldest first."""
+        now = self._clock()
+
+        def lease(connection: Connection) -> list[Any]:
+            return connection.execute(
+                "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
+                " lease_expires_at = ?, updated_at = ?"
+                " WHERE id IN (SELECT id FROM jobs"
+                "  WHERE (state = 'pending' AND available_at <= ?)"
+                "     OR (state = 'leased' AND lease_expires_at <= ?)"
+                "  ORDER BY available_at, created_at LIMIT ?)"
+                " RETURNING id, payload, trace_id, attempts",
+                (owner, now + lease_seconds, now, now, now, limit),
+            ).fetchall()
+
+        return [
+            Job(id_, _decode(raw), trace_id, attempts)
+            for id_, raw, trace_id, attempts in await self._db.transaction(lease)
+        ]
+
+    async def complete(self, job: Job, *, owner: str) -> bool:
+        """Mark done; False if the lease was lost (the job will be, or was, delivered again)."""
+        return await self._settle(job, owner, "state = 'done', last_error = NULL", ())
+
+    async def retry(self, job: Job, error: str, *, delay: float, owner: str) -> bool:
+        """Back to pending, due in `delay` seconds, with the error kept."""
+        return await self._settle(
+            job,
+            owner,
+            "state = 'pending', available_at = ?, last_error = ?",
+            (self._clock() + delay, error),
+        )
+
+    async def fail(self, job: Job, error: str, *, owner: str) -> bool:
+        """Dead-letter: never delivered again; the error says why."""
+        return await self._settle(job, owner, "state = 'failed', last_error = ?", (error,))
+
+    async def release(self, job: Job, *, owner: str) -> bool:
+        """Give an unfinished job back, due now, without counting this delivery as an attempt."""
+        return await self._settle(
+            job,
+            owner,
+            "state = 'pending', available_at = ?, attempts = attempts - 1",
+            (self._clock(),),
+        )
+
+    async def _settle(
+        self, job: Job, owner: str, assignments: str, parameters: Sequence[Any]
+    ) -> bool:
+        def update(connection: Connection) -> int:
+            # `assignments` is one of the constants above, never input: safe to format in.
+            return connection.execute(
+                f"UPDATE jobs SET {assignments}, lease_owner = NULL, lease_expires_at = NULL,"
+                " updated_at = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+                (*parameters, self._clock(), job.id, owner),
+            ).rowcount
+
+        return await self._db.transaction(update) == 1
+
+    async def stats(self) -> dict[JobState, int]:
+        """How many jobs are in each state."""
+
+        def count(connection: Connection) -> list[Any]:
+            return connection.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+
+        counts = dict.fromkeys(JOB_STATES, 0)
+        counts.update(await self._db.transaction(count))
+        return counts
+
+    async def wait_for_enqueue(self) -> None:
+        """Until jobs are enqueued in this process (other processes: poll)."""
+        await self._db.wait_for_notification(CHANNEL)
+
+
+class MalformedPayload(ValueError):
+    """A payload that is not JSON, or cannot be made JSON."""
+
+
+def _encode(payload: Any) -> str:
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise MalformedPayload(f"payload is not JSON-serializable: {exc}") from None
+
+
+def _decode(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        # Kept as the raw text: the poller dead-letters it with the reason, nothing is lost.
+        return MalformedPayload(f"stored payload is not valid JSON: {exc}")

@@ -1,0 +1,78 @@
+"""What workers and the job table need of a database, whatever the engine behind it.
+
+A `Database` runs a function against a connection in a worker thread, inside a transaction:
+committed if the function returns, rolled back if it raises or the caller is cancelled (a
+cancelled call never commits). Blocking drivers (sqlite3, psycopg) stay in threads, and the
+event loop never waits on the network or the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Protocol, TypeVar
+
+import trio
+
+T = TypeVar("T")
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class Cursor(Protocol):
+    """The slice of a DB-API cursor the queries here use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """The slice of a DB-API connection the queries here use (sqlite3 and psycopg alike)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+
+class DatabaseError(Exception):
+    """The database cannot be used: unreachable, unwritable, corrupt, or of a newer schema."""
+
+
+class Database(Protocol):
+    #: The SQL dialect, for the few statements that differ between engines.
+    dialect: Dialect
+    #: The URL with any password masked: safe to log.
+    display_url: str
+
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)` in a thread, in one transaction."""
+        ...
+
+    def notify(self, channel: str) -> None:
+        """Wake every `wait_for_notification(channel)` in this process."""
+        ...
+
+    async def wait_for_notification(self, channel: str) -> None:
+        """Until the next `notify(channel)`."""
+        ...
+
+
+class Notifications:
+    """In-process notification channels: a waiter wakes at the first notify after it began."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, trio.Event] = {}
+
+    def notify(self, channel: str) -> None:
+        event = self._events.pop(channel, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, channel: str) -> None:
+        event = self._events.get(channel)
+        if event is None:
+            event = self._events[channel] = trio.Event()
+        await event.wait()

@@ -1,0 +1,212 @@
+"""The job poller: claims due jobs and runs each in its own task, under a per-job timeout.
+
+The shape of any database poller. It wakes at once when a job is enqueued in this process, and
+otherwise polls every `poll_interval` seconds (other processes' jobs; no busy loop). It never
+holds more than `concurrency` jobs. A job that fails is retried with backoff, up to
+`max_attempts`, then dead-lettered with its error; a job that cannot succeed (a malformed
+payload, an unknown type) is dead-lettered at once. At the soft stop it claims nothing more and
+lets the jobs in flight finish within its grace period; a job cut short by the hard stop gives
+its lease back, so a restart picks it up at once instead of after the lease expires.
+
+Delivery is at least once: a handler must tolerate seeing a job again (say, after a crash).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Self
+
+import trio
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from structlog.typing import FilteringBoundLogger
+
+from service import Backoff, WorkerContext, unit_of_work, worker
+from service.jobs import Job, JobTable, MalformedPayload
+
+#: How long recording a job's outcome may take once the job is over, even during the stop.
+SETTLE_SECONDS = 5.0
+
+
+class JobsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    poll_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    concurrency: int = Field(default=10, ge=1)
+    job_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_initial: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    retry_cap: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _timeout_within_lease(self) -> Self:
+        # A job still running when its lease expires is handed to another worker as well.
+        if self.job_timeout >= self.lease_seconds:
+            raise ValueError("job_timeout must be shorter than lease_seconds")
+        return self
+
+
+class PermanentJobError(Exception):
+    """Retrying cannot help (a malformed payload, an unknown type): dead-letter the job now."""
+
+
+JobHandler = Callable[[dict[str, Any], FilteringBoundLogger], Awaitable[None]]
+
+
+async def handle_tick(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
+    """A tick from the ticker. Real work goes here: call a service, write a row, ..."""
+
+
+async def handle_echo(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
+    """`python -m service jobs enqueue`'s default: says what it was given."""
+    log.info("job.echo", message=payload.get("message"))
+
+
+#: The business logic: one handler per job type (the payload's "type").
+HANDLERS: dict[str, JobHandler] = {"tick": handle_tick, "echo": handle_echo}
+
+
+async def handle(job: Job, log: FilteringBoundLogger) -> None:
+    payload = job.payload
+    if isinstance(payload, MalformedPayload):
+        raise PermanentJobError(str(payload))
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise PermanentJobError("payload must be a JSON object with a string 'type'")
+    handler = HANDLERS.get(payload["type"])
+    if handler is None:
+        raise PermanentJobError(f"no handler for job type {payload['type']!r}")
+    await handler(payload, log)
+
+
+@worker(uses=("db",), grace=10.0, settings=JobsSettings)
+async def jobs(
+    ctx: WorkerContext[JobsSettings],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    settings = ctx.settings
+    table = JobTable(ctx.db)
+    owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    process = _Processing(
+        table, owner, settings, Backoff(settings.retry_initial, settings.retry_cap), ctx.log
+    )
+    wakeup = _Wakeup()
+    in_flight = 0
+
+    async def run(job: Job) -> None:
+        nonlocal in_flight
+        try:
+            with unit_of_work(job.trace_id):
+                await process(job)
+        finally:
+            in_flight -= 1
+            wakeup.set()  # a slot is free
+
+    async def wake_on_enqueue() -> None:
+        while True:
+            await table.wait_for_enqueue()
+            wakeup.set()
+
+    async def wake_on_stop() -> None:
+        await ctx.stopping.wait()
+        wakeup.set()
+
+    # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
+    async with trio.open_nursery() as running, trio.open_nursery() as watchers:
+        watchers.start_soon(wake_on_enqueue)
+        watchers.start_soon(wake_on_stop)
+        task_status.started()
+        while not ctx.stopping.is_set():
+            if free := settings.concurrency - in_flight:
+                lease = settings.lease_seconds
+                for job in await table.claim(free, lease_seconds=lease, owner=owner):
+                    in_flight += 1
+                    running.start_soon(run, job, name=f"job {job.id}")
+            # Either the queue is drained or every slot is busy: wait for an enqueue, a
+            # free slot or the stop, or poll again after the interval.
+            with trio.move_on_after(settings.poll_interval):
+                await wakeup.wait()
+        watchers.cancel_scope.cancel(reason="the soft stop: no more claims")
+
+
+@dataclass(frozen=True, slots=True)
+class _Processing:
+    """How this poller runs one job to its outcome, and records it."""
+
+    table: JobTable
+    owner: str
+    settings: JobsSettings
+    retry_backoff: Backoff
+    log: FilteringBoundLogger
+
+    async def __call__(self, job: Job) -> None:
+        settings, log = self.settings, self.log
+        if job.attempt > settings.max_attempts:  # its lease expired every time: workers died
+            await self._fail(job, f"abandoned after {job.attempt - 1} attempts (lease expired)")
+            return
+        try:
+            with trio.fail_after(settings.job_timeout):
+                await handle(job, log)
+        except trio.Cancelled:
+            # The hard stop cut it short: give it back now rather than when the lease expires.
+            await self._settle(partial(self.table.release, job, owner=self.owner), job)
+            log.info("job.released", job_id=job.id, attempt=job.attempt)
+            raise
+        except PermanentJobError as exc:
+            await self._fail(job, str(exc))
+        except trio.TooSlowError:
+            await self._retry_or_fail(job, f"timed out after {settings.job_timeout:g}s", None)
+        except Exception as exc:  # noqa: BLE001  # any failure of the job is the job's outcome
+            await self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", exc)
+        else:
+            log.info("job.done", job_id=job.id, attempt=job.attempt)
+            await self._settle(partial(self.table.complete, job, owner=self.owner), job)
+
+    async def _retry_or_fail(self, job: Job, error: str, exc: Exception | None) -> None:
+        if job.attempt >= self.settings.max_attempts:
+            await self._fail(job, error, exc)
+            return
+        delay = self.retry_backoff.delay(job.attempt)
+        await self._settle(
+            partial(self.table.retry, job, error, delay=delay, owner=self.owner), job
+        )
+        self.log.warning(
+            "job.retrying",
+            job_id=job.id,
+            attempt=job.attempt,
+            error=error,
+            delay_s=round(delay, 3),
+            exc_info=exc,
+        )
+
+    async def _fail(self, job: Job, error: str, exc: Exception | None = None) -> None:
+        """Dead-letter the job: it stays in the table, failed, with its error."""
+        await self._settle(partial(self.table.fail, job, error, owner=self.owner), job)
+        self.log.error("job.failed", job_id=job.id, attempt=job.attempt, error=error, exc_info=exc)
+
+    async def _settle(self, record: Callable[[], Awaitable[bool]], job: Job) -> None:
+        """Record a finished job's outcome even during the hard stop, within SETTLE_SECONDS."""
+        with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_SECONDS) as deadline:
+            if not await record():
+                self.log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
+        if deadline.cancelled_caught:
+            self.log.warning("job.settle_timeout", job_id=job.id, attempt=job.attempt)
+
+
+class _Wakeup:
+    """A wake-up for one waiter: a `set()` before the `wait()` is not lost."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
