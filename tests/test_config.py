@@ -346,7 +346,12 @@ def test_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
 def test_every_reading_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     problems = problems_of(
-        {"SERVICE_A____B": "1", "SERVICE_X__": "2", "SERVICE_CACHE": "3", "SERVICE_CACHE__URL": "4"},
+        {
+            "SERVICE_A____B": "1",
+            "SERVICE_X__": "2",
+            "SERVICE_CACHE": "3",
+            "SERVICE_CACHE__URL": "4",
+        },
         path,
     )
     assert len(problems) == 4

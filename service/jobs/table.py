@@ -9,9 +9,8 @@ someone else now holds.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,11 +35,11 @@ class Job:
 
 
 class JobTable:
-    """Job operations on a `Database`; `clock` gives wall-clock seconds (leases outlive us)."""
+    """Job operations on a `Database`, timed by the database's clock."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._clock = clock
+        self._clock = db.now
 
     async def enqueue(self, payloads: Sequence[Any], *, trace_id: str | None = None) -> list[str]:
         """Add jobs (each payload must be JSON-serializable); their ids, in order.

@@ -47,6 +47,10 @@ class Database(Protocol):
     #: The URL with any password masked: safe to log.
     display_url: str
 
+    def now(self) -> float:
+        """Wall-clock seconds as this database's users agree on them (leases outlive us)."""
+        ...
+
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work(connection)` in a thread, in one transaction."""
         ...

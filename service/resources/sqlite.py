@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,8 +32,14 @@ BUSY_TIMEOUT_MS = 5_000
 class SQLiteDatabase:
     dialect: Dialect = "sqlite"
 
-    def __init__(self, display_url: str, connections: list[sqlite3.Connection]) -> None:
+    def __init__(
+        self,
+        display_url: str,
+        connections: list[sqlite3.Connection],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.display_url = display_url
+        self.now = clock
         self._idle = connections
         self._limiter = trio.CapacityLimiter(len(connections))
         self._notifications = Notifications()
@@ -97,11 +104,17 @@ def parse_url(url: str) -> tuple[str, bool]:
 
 
 @asynccontextmanager
-async def open_sqlite(url: str, *, connections: int = 4) -> AsyncIterator[SQLiteDatabase]:
-    """Open (creating the file and its directory on first use) and migrate the database."""
+async def open_sqlite(
+    url: str, *, connections: int = 4, clock: Callable[[], float] = time.time
+) -> AsyncIterator[SQLiteDatabase]:
+    """Open (creating the file and its directory on first use) and migrate the database.
+
+    `clock` is the wall clock that leases and retry times are measured on: one machine's
+    `time.time` for a file only that machine uses; tests pass a virtual one.
+    """
     uri, in_memory = parse_url(url)
     opened = await trio.to_thread.run_sync(_connect, url, uri, 1 if in_memory else connections)
-    database = SQLiteDatabase(url, opened)
+    database = SQLiteDatabase(url, opened, clock)
     try:
         try:
             await database.transaction(migrate)

@@ -1,0 +1,135 @@
+"""The job table's semantics, on a clock the test moves by hand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.jobs import Job, JobTable, MalformedPayload
+from service.resources import Database
+from service.resources.sqlite import open_sqlite
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def db(clock: Clock) -> AsyncIterator[Database]:
+    async with open_sqlite("sqlite:///:memory:", clock=clock) as database:
+        yield database
+
+
+@pytest.fixture
+def table(db: Database) -> JobTable:
+    return JobTable(db)
+
+
+async def state_of(db: Database, job_id: str) -> tuple[str, int, str | None]:
+    [row] = await db.transaction(
+        lambda c: c.execute(
+            "SELECT state, attempts, last_error FROM jobs WHERE id = ?", (job_id,)
+        ).fetchall()
+    )
+    return tuple(row)  # type: ignore[return-value]
+
+
+async def test_enqueue_then_claim_in_order_with_payload_and_trace_id(table: JobTable) -> None:
+    ids = await table.enqueue([{"n": 1}, {"n": 2}, {"n": 3}], trace_id="t-1")
+    claimed = await table.claim(2, lease_seconds=30, owner="a")
+    assert claimed == [Job(ids[0], {"n": 1}, "t-1", 1), Job(ids[1], {"n": 2}, "t-1", 1)]
+    assert [job.id for job in await table.claim(5, lease_seconds=30, owner="b")] == [ids[2]]
+    assert await table.claim(5, lease_seconds=30, owner="c") == []
+
+
+async def test_each_job_gets_its_own_trace_id_unless_given(table: JobTable) -> None:
+    await table.enqueue([{}, {}])
+    first, _ = await table.claim(2, lease_seconds=30, owner="a")
+    assert first.trace_id != second.trace_id
+    assert len(first.trace_id) == 32
+
+
+async def test_complete_marks_done_and_stats_count_states(table: JobTable) -> None:
+    await table.enqueue([{}, {}, {}])
+    first, _ = await table.claim(2, lease_seconds=30, owner="a")
+    assert await table.complete(first, owner="a")
+    assert await table.stats() == {"pending": 1, "leased": 1, "done": 1, "failed": 0}
+
+
+async def test_an_expired_lease_is_claimed_again_and_the_old_owner_cannot_settle(
+    table: JobTable, clock: Clock
+) -> None:
+    [job_id] = await table.enqueue([{}])
+    [lost] = await table.claim(1, lease_seconds=30, owner="dead")
+    clock.now += 29
+    assert await table.claim(1, lease_seconds=30, owner="live") == []
+    clock.now += 2
+    [again] = await table.claim(1, lease_seconds=30, owner="live")
+    assert (again.id, again.attempt) == (job_id, 2)
+    assert not await table.complete(lost, owner="dead")
+    assert await table.complete(again, owner="live")
+
+
+async def test_retry_waits_for_its_delay_and_keeps_the_error(
+    db: Database, table: JobTable, clock: Clock
+) -> None:
+    [job_id] = await table.enqueue([{}])
+    [job] = await table.claim(1, lease_seconds=30, owner="a")
+    assert await table.retry(job, "ValueError: boom", delay=10, owner="a")
+    assert await state_of(db, job_id) == ("pending", 1, "ValueError: boom")
+    clock.now += 9
+    assert await table.claim(1, lease_seconds=30, owner="a") == []
+    clock.now += 1
+    [again] = await table.claim(1, lease_seconds=30, owner="a")
+    assert again.attempt == 2
+
+
+async def test_fail_dead_letters_with_the_error(db: Database, table: JobTable) -> None:
+    [job_id] = await table.enqueue([{}])
+    [job] = await table.claim(1, lease_seconds=30, owner="a")
+    assert await table.fail(job, "no handler for job type 'x'", owner="a")
+    assert await state_of(db, job_id) == ("failed", 1, "no handler for job type 'x'")
+    assert await table.claim(1, lease_seconds=30, owner="a") == []
+
+
+async def test_release_gives_the_job_back_without_spending_an_attempt(
+    db: Database, table: JobTable
+) -> None:
+    [job_id] = await table.enqueue([{}])
+    [job] = await table.claim(1, lease_seconds=30, owner="a")
+    assert await table.release(job, owner="a")
+    assert await state_of(db, job_id) == ("pending", 0, None)
+    [again] = await table.claim(1, lease_seconds=30, owner="b")
+    assert again.attempt == 1
+
+
+async def test_payloads_that_are_not_json_are_refused_before_anything_is_written(
+    table: JobTable,
+) -> None:
+    with pytest.raises(MalformedPayload, match="not JSON-serializable"):
+        await table.enqueue([{"ok": 1}, {"bad": object()}])
+    with pytest.raises(MalformedPayload):
+        await table.enqueue([float("nan")])
+    assert await table.stats() == {"pending": 0, "leased": 0, "done": 0, "failed": 0}
+
+
+async def test_a_corrupt_stored_payload_is_delivered_as_malformed_not_lost(
+    db: Database, table: JobTable
+) -> None:
+    [job_id] = await table.enqueue([{}])
+    await db.transaction(
+        lambda c: c.execute("UPDATE jobs SET payload = '{broken' WHERE id = ?", (job_id,))
+    )
+    [job] = await table.claim(1, lease_seconds=30, owner="a")
+    assert isinstance(job.payload, MalformedPayload)
+    assert "not valid JSON" in str(job.payload)
