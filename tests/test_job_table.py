@@ -54,7 +54,7 @@ async def test_enqueue_then_claim_in_order_with_payload_and_trace_id(table: JobT
 
 async def test_each_job_gets_its_own_trace_id_unless_given(table: JobTable) -> None:
     await table.enqueue([{}, {}])
-    first, _ = await table.claim(2, lease_seconds=30, owner="a")
+    first, second = await table.claim(2, lease_seconds=30, owner="a")
     assert first.trace_id != second.trace_id
     assert len(first.trace_id) == 32
 
