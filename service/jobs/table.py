@@ -114,12 +114,14 @@ class JobTable:
     async def _settle(
         self, job: Job, owner: str, assignments: str, parameters: Sequence[Any]
     ) -> bool:
+        now = self._clock()  # here, not in the worker thread: the clock may be Trio's
+
         def update(connection: Connection) -> int:
             # `assignments` is one of the constants above, never input: safe to format in.
             return connection.execute(
                 f"UPDATE jobs SET {assignments}, lease_owner = NULL, lease_expires_at = NULL,"
                 " updated_at = ? WHERE id = ? AND state = 'leased' AND lease_owner = ?",
-                (*parameters, self._clock(), job.id, owner),
+                (*parameters, now, job.id, owner),
             ).rowcount
 
         return await self._db.transaction(update) == 1

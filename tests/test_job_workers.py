@@ -1,0 +1,335 @@
+"""The ticker and the job poller under a real supervisor, on virtual time.
+
+The database runs in threads, and the clock jumps only when the loop has idled for a while in
+real time (`autojump_threshold`), so a jump never lands while a query is still on its way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+import trio
+import trio.testing
+
+from service.jobs import JobTable
+from service.resources import Database, Resources
+from service.resources.sqlite import open_sqlite
+from service.testing import supervised
+from service.workers.jobs import HANDLERS, JobsSettings, jobs
+from service.workers.ticker import TickerSettings, ticker
+from tests.conftest import Events
+
+EPOCH = 1_700_000_000.0
+Handler = Callable[[dict[str, Any], Any], Awaitable[None]]
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Requested by every test here: pytest-trio runs a test on a clock it is passed."""
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+def virtual_wall_clock() -> float:
+    return EPOCH + trio.current_time()
+
+
+@pytest.fixture
+async def db(clock: trio.testing.MockClock) -> AsyncIterator[Database]:
+    async with open_sqlite("sqlite:///:memory:", clock=virtual_wall_clock) as database:
+        yield database
+
+
+def poller_settings(**overrides: Any) -> dict[str, JobsSettings]:
+    values = {"lease_seconds": 30.0, "poll_interval": 60.0, "job_timeout": 10.0} | overrides
+    return {"jobs": JobsSettings(**values)}
+
+
+def use_handler(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> None:
+    monkeypatch.setitem(HANDLERS, "test", handler)
+
+
+async def rows(db: Database) -> list[tuple[str, str, int, str | None]]:
+    return await db.transaction(
+        lambda c: c.execute(
+            "SELECT id, state, attempts, last_error FROM jobs ORDER BY created_at"
+        ).fetchall()
+    )
+
+
+async def test_an_enqueue_in_this_process_wakes_the_poller_at_once(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    handled = trio.Event()
+
+    async def record(payload: dict[str, Any], log: Any) -> None:
+        handled.set()
+
+    use_handler(monkeypatch, record)
+    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        await trio.sleep(5)
+        enqueued_at = trio.current_time()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await handled.wait()
+        assert trio.current_time() - enqueued_at < 1  # not the 60 s poll
+    [done] = events.named("job.done")
+    assert done["job_id"] == job_id
+    assert done["attempt"] == 1
+    assert done["worker"] == "jobs"
+    assert await rows(db) == [(job_id, "done", 1, None)]
+
+
+async def test_jobs_from_another_process_are_found_by_polling(
+    clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handled = trio.Event()
+
+    async def record(payload: dict[str, Any], log: Any) -> None:
+        handled.set()
+
+    use_handler(monkeypatch, record)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with (
+        open_sqlite(url, clock=virtual_wall_clock) as ours,
+        open_sqlite(url, clock=virtual_wall_clock) as theirs,  # no in-process wake-up
+        supervised(
+            jobs, settings=poller_settings(poll_interval=5.0), resources=Resources(db=ours)
+        ) as sup,
+    ):
+        await sup.ready.wait()
+        await JobTable(theirs).enqueue([{"type": "test"}])
+        enqueued_at = trio.current_time()
+        await handled.wait()
+        assert trio.current_time() - enqueued_at <= 5.0 + 0.5
+
+
+async def test_an_idle_poller_polls_once_per_interval(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claims = 0
+    claim = JobTable.claim
+
+    async def counting_claim(self: JobTable, *args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobTable, "claim", counting_claim)
+    async with supervised(
+        jobs, settings=poller_settings(poll_interval=5.0), resources=Resources(db=db)
+    ) as sup:
+        await sup.ready.wait()
+        await trio.sleep(60)
+    assert 12 <= claims <= 14  # one at start, then one every 5 s: no busy loop
+
+
+async def test_failures_are_retried_with_backoff_then_dead_lettered(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    async def broken(payload: dict[str, Any], log: Any) -> None:
+        raise RuntimeError("downstream refused")
+
+    use_handler(monkeypatch, broken)
+    settings = poller_settings(poll_interval=0.5, max_attempts=3, retry_initial=2, retry_cap=4)
+    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await trio.sleep(30)
+    retries = events.named("job.retrying")
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert retries[0]["delay_s"] <= 2.0
+    assert retries[1]["delay_s"] <= 4.0
+    assert all(r["error"] == "RuntimeError: downstream refused" for r in retries)
+    [failed] = events.named("job.failed")
+    assert failed["attempt"] == 3
+    assert await rows(db) == [(job_id, "failed", 3, "RuntimeError: downstream refused")]
+
+
+async def test_a_job_over_its_timeout_is_cut_short_and_retried(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    async def hangs(payload: dict[str, Any], log: Any) -> None:
+        await trio.sleep_forever()
+
+    use_handler(monkeypatch, hangs)
+    settings = poller_settings(job_timeout=5.0, max_attempts=2, retry_initial=0, retry_cap=0)
+    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await trio.sleep(30)
+    assert [r["error"] for r in events.named("job.retrying")] == ["timed out after 5s"]
+    assert await rows(db) == [(job_id, "failed", 2, "timed out after 5s")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({"type": "nobody-handles-this"}, "no handler for job type 'nobody-handles-this'"),
+        ([1, 2, 3], "payload must be a JSON object with a string 'type'"),
+        ({"kind": "test"}, "payload must be a JSON object with a string 'type'"),
+    ],
+)
+async def test_a_job_that_cannot_succeed_is_dead_lettered_at_once(
+    clock: trio.testing.MockClock, db: Database, events: Events, payload: Any, error: str
+) -> None:
+    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([payload])
+        await trio.sleep(5)
+    assert events.named("job.retrying") == []
+    assert await rows(db) == [(job_id, "failed", 1, error)]
+
+
+async def test_a_corrupt_stored_payload_is_dead_lettered_with_the_reason(
+    clock: trio.testing.MockClock, db: Database
+) -> None:
+    await JobTable(db).enqueue([{"type": "test"}])
+    await db.transaction(lambda c: c.execute("UPDATE jobs SET payload = 'not json'"))
+    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        await trio.sleep(5)
+    [(_, state, _, error)] = await rows(db)
+    assert state == "failed"
+    assert error is not None
+    assert error.startswith("stored payload is not valid JSON")
+
+
+async def test_a_job_whose_worker_died_is_claimed_again_when_its_lease_expires(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    handled = trio.Event()
+
+    async def ok(payload: dict[str, Any], log: Any) -> None:
+        handled.set()
+
+    use_handler(monkeypatch, ok)
+    table = JobTable(db)
+    [job_id] = await table.enqueue([{"type": "test"}])
+    await table.claim(1, lease_seconds=30, owner="a worker that died")
+    start = trio.current_time()
+    async with supervised(
+        jobs, settings=poller_settings(poll_interval=1.0), resources=Resources(db=db)
+    ) as sup:
+        await sup.ready.wait()
+        await handled.wait()
+    assert 30 <= trio.current_time() - start <= 32
+    [done] = events.named("job.done")
+    assert (done["job_id"], done["attempt"]) == (job_id, 2)
+
+
+async def test_a_job_abandoned_too_often_is_dead_lettered_not_run(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = False
+
+    async def must_not_run(payload: dict[str, Any], log: Any) -> None:
+        nonlocal ran
+        ran = True
+
+    use_handler(monkeypatch, must_not_run)
+    table = JobTable(db)
+    await table.enqueue([{"type": "test"}])
+    for owner in ("first", "second"):  # two deliveries whose workers died
+        await table.claim(1, lease_seconds=1, owner=owner)
+        await trio.sleep(2)
+    settings = poller_settings(poll_interval=1.0, max_attempts=2)
+    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        await trio.sleep(3)
+    [(_, state, attempts, error)] = await rows(db)
+    assert (state, attempts, ran) == ("failed", 3, False)
+    assert error == "abandoned after 2 attempts (lease expired)"
+
+
+async def test_never_more_jobs_in_flight_than_the_concurrency(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = most = finished = 0
+    all_done = trio.Event()
+
+    async def slow(payload: dict[str, Any], log: Any) -> None:
+        nonlocal running, most, finished
+        running += 1
+        most = max(most, running)
+        await trio.sleep(1)
+        running -= 1
+        finished += 1
+        if finished == 10:
+            all_done.set()
+
+    use_handler(monkeypatch, slow)
+    async with supervised(
+        jobs, settings=poller_settings(concurrency=3), resources=Resources(db=db)
+    ) as sup:
+        await sup.ready.wait()
+        await JobTable(db).enqueue([{"type": "test"}] * 10)
+        await all_done.wait()
+    assert most == 3
+
+
+async def test_the_soft_stop_lets_jobs_in_flight_finish_within_grace(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    started = trio.Event()
+
+    async def takes_three_seconds(payload: dict[str, Any], log: Any) -> None:
+        started.set()
+        await trio.sleep(3)
+
+    use_handler(monkeypatch, takes_three_seconds)
+    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await started.wait()
+        await JobTable(db).enqueue([{"type": "test"}])  # arrives during the stop: not claimed
+        stop_at = trio.current_time()
+    assert 3 <= trio.current_time() - stop_at < 4  # waited for the job, not the whole grace
+    assert [e["outcome"] for e in events.named("worker.exited")] == ["stopped"]
+    assert [r[:3] for r in await rows(db)] == [(job_id, "done", 1), (ANY, "pending", 0)]
+
+
+async def test_the_hard_stop_releases_unfinished_jobs_for_the_next_run(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    started = trio.Event()
+
+    async def takes_too_long(payload: dict[str, Any], log: Any) -> None:
+        started.set()
+        await trio.sleep(100)
+
+    use_handler(monkeypatch, takes_too_long)
+    # Longer than the poller's grace (10 s), so the hard stop comes first.
+    settings = poller_settings(job_timeout=20.0)
+    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await started.wait()
+    assert [e["outcome"] for e in events.named("worker.exited")] == ["cancelled"]
+    [released] = events.named("job.released")
+    assert released["job_id"] == job_id
+    # Given back as it was: due now, and this delivery does not count as an attempt.
+    assert await rows(db) == [(job_id, "pending", 0, None)]
+    [job] = await JobTable(db).claim(1, lease_seconds=30, owner="the next run")
+    assert (job.id, job.attempt) == (job_id, 1)
+
+
+async def test_ticks_become_done_jobs_with_the_same_trace_id(
+    clock: trio.testing.MockClock, db: Database, events: Events
+) -> None:
+    settings = {**poller_settings(), "ticker": TickerSettings(interval=2.0)}
+    async with supervised(jobs, ticker, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        await trio.sleep(9)
+    ticks = events.named("tick")
+    assert [t["number"] for t in ticks] == [0, 1, 2, 3, 4]
+    done = {e["job_id"]: e for e in events.named("job.done")}
+    for tick in ticks:
+        assert done[tick["job_id"]]["trace_id"] == tick["trace_id"]
+        assert tick["worker"] == "ticker"
+    assert len({tick["trace_id"] for tick in ticks}) == 5
