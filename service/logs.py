@@ -8,8 +8,10 @@ an operator sees one format. Both write through one lock, so lines never interle
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TextIO
@@ -96,6 +98,28 @@ class _WriteLoggerHandler(logging.Handler):
             self._writer.msg(self.format(record))
         except Exception:  # noqa: BLE001  # logging must never take the service down
             self.handleError(record)
+
+
+class RateLimitedLog:
+    """At most one line per `period` seconds for a noisy event; later lines say how many were
+    suppressed in between, so the count is never lost."""
+
+    def __init__(self, log: Any, event: str, *, period: float, clock: Any = time.monotonic) -> None:
+        self._log = log
+        self._event = event
+        self._period = period
+        self._clock = clock
+        self._next = -math.inf
+        self._suppressed = 0
+
+    def warning(self, **fields: Any) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._log.warning(self._event, suppressed=self._suppressed, **fields)
+        self._suppressed = 0
+        self._next = now + self._period
 
 
 def new_trace_id() -> str:

@@ -62,13 +62,18 @@ async def handle_tick(payload: dict[str, Any], log: FilteringBoundLogger) -> Non
     """A tick from the ticker. Real work goes here: call a service, write a row, ..."""
 
 
+async def handle_order(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
+    """An order from the feed consumer. Real work goes here: reserve stock, charge, ..."""
+    log.info("order.placed", order=payload.get("order"))
+
+
 async def handle_echo(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
     """`python -m service jobs enqueue`'s default: says what it was given."""
     log.info("job.echo", message=payload.get("message"))
 
 
 #: The business logic: one handler per job type (the payload's "type").
-HANDLERS: dict[str, JobHandler] = {"tick": handle_tick, "echo": handle_echo}
+HANDLERS: dict[str, JobHandler] = {"tick": handle_tick, "order": handle_order, "echo": handle_echo}
 
 
 async def handle(job: Job, log: FilteringBoundLogger) -> None:
