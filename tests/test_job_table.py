@@ -62,7 +62,7 @@ async def test_each_job_gets_its_own_trace_id_unless_given(table: JobTable) -> N
 async def test_complete_marks_done_and_stats_count_states(table: JobTable) -> None:
     await table.enqueue([{}, {}, {}])
     first, _ = await table.claim(2, lease_seconds=30, owner="a")
-    assert await table.complete(first, owner="a")
+    assert await table.complete([first], owner="a") == {first.id}
     assert await table.stats() == {"pending": 1, "leased": 1, "done": 1, "failed": 0}
 
 
@@ -76,8 +76,20 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_owner_cannot_settle
     clock.now += 2
     [again] = await table.claim(1, lease_seconds=30, owner="live")
     assert (again.id, again.attempt) == (job_id, 2)
-    assert not await table.complete(lost, owner="dead")
-    assert await table.complete(again, owner="live")
+    assert await table.complete([lost], owner="dead") == set()
+    assert await table.complete([again], owner="live") == {job_id}
+
+
+async def test_complete_takes_many_at_once_and_skips_lost_leases(
+    table: JobTable, clock: Clock
+) -> None:
+    await table.enqueue([{}] * 1_200)  # more ids than one statement binds
+    mine = await table.claim(1_200, lease_seconds=30, owner="a")
+    clock.now += 31  # every lease of "a" expires; "b" takes one of the jobs over
+    [stolen] = await table.claim(1, lease_seconds=30, owner="b")
+    done = await table.complete(mine, owner="a")
+    assert done == {job.id for job in mine} - {stolen.id}
+    assert await table.stats() == {"pending": 0, "leased": 1, "done": 1_199, "failed": 0}
 
 
 async def test_retry_waits_for_its_delay_and_keeps_the_error(
