@@ -20,10 +20,13 @@ def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
     """The caller's environment without its SERVICE_* variables, plus `settings`.
 
     `pythonpath` goes first on PYTHONPATH: put the modules of `module:attr` workers there.
-    Logs come as JSON lines: stdout is a pipe, not a terminal.
+    Logs come as JSON lines: stdout is a pipe, not a terminal. The ops server takes any free
+    port (`SERVICE_OPS_PORT=0`; its `ops.listening` line says which), so services started
+    side by side never collide on the default.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERVICE_")}
     env["PYTHONPATH"] = f"{pythonpath}{os.pathsep}{ROOT}"
+    env["SERVICE_OPS_PORT"] = "0"
     env.update(settings)
     return env
 
@@ -69,7 +72,8 @@ class ServiceProcess:
         self.process.send_signal(sig)
 
     async def wait_for(self, event: str) -> dict[str, Any]:
-        """Read lines until one with this event; fail, showing the output, after `patience`."""
+        """The next line with this event among those not read yet (a line that arrived with
+        earlier output is in `events()`); fail, showing the output, after `patience`."""
         seen = len(self.lines)
         with trio.move_on_after(self._patience):
             while True:
