@@ -95,7 +95,7 @@ def test_check_config_prints_the_effective_settings_as_json(module_dir: Path) ->
         "log_level": "debug",
         "shutdown_timeout": 7.5,
         "ops_host": "127.0.0.1",
-        "ops_port": 8080,
+        "ops_port": 0,  # service_env's: any free port
         "ops_debug_token": None,
         "vault": {"url": "https://vault.example", "token": "", "interval": 2.0},
     }

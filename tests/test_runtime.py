@@ -22,8 +22,9 @@ async def patient(ctx: WorkerContext, *, task_status: object = None) -> None:
 
 
 def config(*specs: object, **settings: object) -> ServiceConfig:
+    # The ops server takes any free port: tests run side by side.
     return ServiceConfig(
-        Settings.model_validate(settings),
+        Settings.model_validate({"ops_port": 0, **settings}),
         tuple(ConfiguredWorker(spec, NoSettings()) for spec in specs),  # type: ignore[arg-type]
     )
 

@@ -7,12 +7,18 @@ import contextvars
 import gc
 import signal
 import threading
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 import trio
 
+from service.observability import metrics
 from service.observability.stacks import frame_line, task_stack, thread_stack
+from service.observability.watchdog import LoopWatchdog
+from service.ops import Operations
+from service.ops.server import ListenError
 from service.registry import ServiceConfig
 from service.resources import DatabaseError, open_resources
 from service.runtime.forced_exit import ForcedExit
@@ -35,13 +41,20 @@ class Service:
         self.exit_code = EXIT_CLEAN
         self.stopping = False
         self.supervisor = Supervisor(config.workers, on_give_up=self._gave_up)
+        self.operations = Operations(config.settings, self.supervisor)
+        self.watchdog = LoopWatchdog()
         loop_thread = threading.get_ident()
         self.forced_exit = ForcedExit(
             config.settings.shutdown_timeout,
             lambda: unstopped_workers(self.supervisor, loop_thread),
+            self.watchdog,
         )
+        self._stop_began: float | None = None
 
-    async def run(self) -> int:
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> int:
+        """Run until stopped; `started` with the ops server's (host, port) once it listens."""
         token = trio.lowlevel.current_trio_token()
 
         def on_signal(signum: signal.Signals) -> None:
@@ -51,18 +64,52 @@ class Service:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self.on_signal, signum)
 
-        with stop_signal_handlers(on_signal):
+        metrics.SHUTDOWN_DURATION.set_function(self._shutdown_duration)
+        with self.watchdog.running(), stop_signal_handlers(on_signal):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
             self._warn_about_configuration()
             uses = {name for item in self.config.workers for name in item.spec.uses}
             try:
-                async with open_resources(uses, self.config.settings) as resources:
+                async with (
+                    self._operations(task_status),
+                    open_resources(uses, self.config.settings) as resources,
+                ):
                     await self.supervisor.run(resources)
             except DatabaseError as exc:
                 # A clear line, not a traceback: the message says what to fix.
                 log.error("resource.failed", resource="db", error=str(exc))  # noqa: TRY400
                 return EXIT_USAGE
+            except ListenError as exc:
+                log.error("ops.failed", error=str(exc))  # noqa: TRY400  # as above
+                return EXIT_USAGE
         return self.exit_code
+
+    @contextlib.asynccontextmanager
+    async def _operations(
+        self, task_status: trio.TaskStatus[tuple[str, int]]
+    ) -> AsyncIterator[None]:
+        """The ops surface, up before the block and cancelled only after it has ended.
+
+        So `/livez` and `/readyz` answer from the start, through the whole shutdown.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(await nursery.start(self.operations.run))
+                yield
+                nursery.cancel_scope.cancel(reason="the service has stopped")
+        except BaseExceptionGroup as group:
+            # Every nursery on the way wraps even a lone error in a group: let it out as
+            # itself, so it is caught (and logged) as what it is.
+            error: BaseException = group
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            if error is group:
+                raise
+            raise error from None
+
+    def _shutdown_duration(self) -> float:
+        """For `service_shutdown_duration_seconds`: 0 until the soft stop, then time since."""
+        return 0.0 if self._stop_began is None else time.monotonic() - self._stop_began
 
     def _warn_about_configuration(self) -> None:
         if not self.config.workers:
@@ -94,6 +141,7 @@ class Service:
 
     def _begin_stop(self, **why: str) -> None:
         self.stopping = True
+        self._stop_began = time.monotonic()
         log.info("service.stopping", **why)
         self.forced_exit.arm()
         self.supervisor.stop()
@@ -128,12 +176,10 @@ def run(config: ServiceConfig) -> int:
     gc.collect()
     gc.freeze()
     try:
-        with service.forced_exit:
-            try:
-                code = trio.run(service.run)
-            except Exception:
-                log.exception("service.crashed")
-                code = EXIT_CRASHED
+        code = trio.run(service.run)
+    except Exception:
+        log.exception("service.crashed")
+        code = EXIT_CRASHED
     finally:
         gc.unfreeze()
     log.info("service.stopped", exit_code=code)

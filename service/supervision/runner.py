@@ -15,6 +15,7 @@ import structlog
 import trio
 from pydantic import BaseModel
 
+from service.observability import metrics
 from service.resources import Resources
 from service.supervision.outcome import (
     Exit,
@@ -133,6 +134,7 @@ class WorkerRunner:
             if self._stopping:
                 return
             self.restarts += 1
+            metrics.WORKER_RESTARTS.labels(self.name).inc()
 
     async def _attempt(self, attempt: int) -> Exit:
         context = WorkerContext(
@@ -181,6 +183,7 @@ class WorkerRunner:
 
     def _log_exit(self, ended: Exit) -> None:
         self.last_exit = ended
+        metrics.WORKER_EXITS.labels(self.name, ended.outcome).inc()
         fields: dict[str, Any] = {
             "outcome": ended.outcome,
             "uptime_s": round(ended.uptime, 3),

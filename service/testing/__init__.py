@@ -5,15 +5,22 @@ here for tests that want to check a region of their own.
 """
 
 from service.testing.harness import supervised
+from service.testing.http import HttpResponse, http_exchange, http_get
+from service.testing.inprocess import RunningService, running_service
 from service.testing.leaks import ProcessSnapshot, UnraisableCollector, leaked_tasks, open_fds
 from service.testing.process import ServiceProcess, service_env
 
 __all__ = [
+    "HttpResponse",
     "ProcessSnapshot",
+    "RunningService",
     "ServiceProcess",
     "UnraisableCollector",
+    "http_exchange",
+    "http_get",
     "leaked_tasks",
     "open_fds",
+    "running_service",
     "service_env",
     "supervised",
 ]

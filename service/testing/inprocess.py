@@ -1,0 +1,46 @@
+"""The whole service in-process, for tests that talk to it over HTTP or watch its loop.
+
+Unlike `supervised` (the supervisor alone), this runs `Service.run`: the ops server on a free
+port, the stall watchdog, the signal handlers, the shutdown protocol. Leaving the block stops
+it as SIGTERM would, and waits until it has stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from service.config import Settings
+from service.registry import ServiceConfig, start_order
+from service.runtime.service import Service
+from service.worker import AnyWorkerSpec, ConfiguredWorker
+
+
+@dataclass(frozen=True, slots=True)
+class RunningService:
+    service: Service
+    #: Where its ops server listens: (host, port).
+    address: tuple[str, int]
+
+
+@asynccontextmanager
+async def running_service(
+    *specs: AnyWorkerSpec, **settings: object
+) -> AsyncIterator[RunningService]:
+    """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`)."""
+    config = ServiceConfig(
+        Settings.model_validate({"ops_port": 0, **settings}),
+        tuple(ConfiguredWorker(spec, spec.settings()) for spec in start_order(list(specs))),
+    )
+    service = Service(config)
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(service.run)
+        try:
+            yield RunningService(service, address)
+        finally:
+            if not service.stopping:
+                service.on_signal(signal.SIGTERM)
