@@ -13,11 +13,13 @@ Everything a worker module needs is here:
 
 from service.backoff import Backoff
 from service.logs import new_trace_id, unit_of_work
+from service.outage import DatabaseOutage
 from service.schedule import Tick, every
 from service.worker import NoSettings, RestartType, WorkerContext, WorkerSpec, worker
 
 __all__ = [
     "Backoff",
+    "DatabaseOutage",
     "NoSettings",
     "RestartType",
     "Tick",

@@ -14,14 +14,27 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from service.redaction import mask_url
 
 ENV_PREFIX = "SERVICE_"
 CONFIG_FILE_VARIABLE = "SERVICE_CONFIG"
 
 Key = tuple[str, ...]
+
+#: The URL schemes that select PostgreSQL (`SERVICE_DB__URL=postgresql://...`).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -34,21 +47,38 @@ class ConfigError(Exception):
 
 
 class DatabaseSettings(BaseModel):
-    """`SERVICE_DB__URL`: where the job table and any worker's data live."""
+    """`SERVICE_DB__...`: where the job table and any worker's data live.
+
+    The URL may carry a password: it is shown masked wherever settings are shown
+    (`check-config`), and a malformed URL is reported without quoting it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(
+    url: Annotated[str, PlainSerializer(mask_url, when_used="json")] = Field(
         default="sqlite:///var/service.db",
-        description="sqlite:///relative.db, sqlite:////absolute.db or sqlite:///:memory:",
+        description="sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, or "
+        "postgresql://user:password@host:port/database?option=value",
+    )
+    listen: bool = Field(
+        default=True,
+        description="PostgreSQL: LISTEN/NOTIFY wakes pollers across replicas (polling stays "
+        "the fallback); off behind a transaction-pooling proxy, where LISTEN does not work",
     )
 
     @field_validator("url")
     @classmethod
-    def _supported_scheme(cls, value: str) -> str:
+    def _supported_url(cls, value: str) -> str:
         scheme = value.partition(":")[0]
-        if scheme != "sqlite":
-            raise ValueError(f"unsupported database URL scheme {scheme!r} (supported: sqlite)")
+        if scheme in POSTGRES_SCHEMES:
+            # Imported here: the driver costs ~90 ms at start-up, SQLite users never pay it.
+            from service.resources.postgres import check_url  # noqa: PLC0415
+
+            check_url(value)
+        elif scheme != "sqlite":
+            raise ValueError(
+                f"unsupported database URL scheme {scheme!r} (supported: sqlite, postgresql)"
+            )
         return value
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import structlog
 
-pytest_plugins = ["service.testing.plugin", "pytester"]
+pytest_plugins = ["service.testing.plugin", "pytester", "tests.postgres_fixtures"]
 
 
 class Events:

@@ -176,7 +176,7 @@ async def test_concurrent_transactions_share_the_pool(tmp_path: Path) -> None:
     assert count == 20
 
 
-async def test_notifications_wake_every_waiter_once() -> None:
+async def test_a_commit_that_notifies_wakes_every_waiter_once() -> None:
     woken: list[int] = []
     async with open_sqlite("sqlite:///:memory:") as db, trio.open_nursery() as nursery:
 
@@ -187,8 +187,8 @@ async def test_notifications_wake_every_waiter_once() -> None:
         for number in range(3):
             nursery.start_soon(waiter, number)
         await trio.testing.wait_all_tasks_blocked()
-        db.notify("other")
+        await db.transaction(lambda c: None, notify="other")
         await trio.testing.wait_all_tasks_blocked()
         assert woken == []
-        db.notify("jobs")
+        await db.transaction(lambda c: None, notify="jobs")
     assert sorted(woken) == [0, 1, 2]

@@ -11,11 +11,11 @@ from service.resources import open_database
 
 async def enqueue(config: ServiceConfig, count: int, payload: Any) -> dict[str, int]:
     """Add `count` jobs with this payload, each with its own trace id."""
-    async with open_database(config.settings.db.url) as db:
+    async with open_database(config.settings.db) as db:
         ids = await JobTable(db).enqueue([payload] * count)
     return {"enqueued": len(ids)}
 
 
 async def stats(config: ServiceConfig) -> dict[JobState, int]:
-    async with open_database(config.settings.db.url) as db:
+    async with open_database(config.settings.db) as db:
         return await JobTable(db).stats()

@@ -4,6 +4,12 @@ Delivery is at least once. A claim takes a lease on each job it returns; a job w
 expires (its worker died) is claimed again by whoever polls next. Every change to a leased job
 names the lease owner, so a worker that lost its lease cannot complete or fail a job that
 someone else now holds.
+
+Several processes may share the table (replicas on PostgreSQL). A claim locks the rows it
+picks and skips rows another claim has locked (`FOR UPDATE SKIP LOCKED`), so two claims never
+return the same job and never wait for each other; SQLite needs no such clause, as its
+writers take turns. An enqueue notifies the `jobs` channel at commit, which wakes idle pollers
+in this process and (PostgreSQL) in every other.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ CHANNEL = "jobs"
 #: Ids bound in one statement: well under every engine's limit on parameters.
 _IDS_PER_STATEMENT = 500
 
+#: How a claim's row selection locks what it picks, per dialect (the one difference here).
+_CLAIM_LOCKING = {"sqlite": "", "postgresql": " FOR UPDATE SKIP LOCKED"}
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -43,6 +52,7 @@ class JobTable:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._clock = db.now
+        self._claim_locking = _CLAIM_LOCKING[db.dialect]
 
     async def enqueue(self, payloads: Sequence[Any], *, trace_id: str | None = None) -> list[str]:
         """Add jobs (each payload must be JSON-serializable); their ids, in order.
@@ -63,13 +73,13 @@ class JobTable:
                 rows,
             )
 
-        await self._db.transaction(insert)
-        self._db.notify(CHANNEL)
+        await self._db.transaction(insert, notify=CHANNEL)
         return [row[0] for row in rows]
 
     async def claim(self, limit: int, *, lease_seconds: float, owner: str) -> list[Job]:
         """Lease up to `limit` jobs that are due, or whose lease has expired, oldest first."""
         now = self._clock()
+        locking = self._claim_locking  # one of the constants above, never input
 
         def lease(connection: Connection) -> list[Any]:
             return connection.execute(
@@ -78,7 +88,7 @@ class JobTable:
                 " WHERE id IN (SELECT id FROM jobs"
                 "  WHERE (state = 'pending' AND available_at <= ?)"
                 "     OR (state = 'leased' AND lease_expires_at <= ?)"
-                "  ORDER BY available_at, created_at LIMIT ?)"
+                f"  ORDER BY available_at, created_at LIMIT ?{locking})"
                 " RETURNING id, payload, trace_id, attempts",
                 (owner, now + lease_seconds, now, now, now, limit),
             ).fetchall()
@@ -159,7 +169,8 @@ class JobTable:
         return counts
 
     async def wait_for_enqueue(self) -> None:
-        """Until jobs are enqueued in this process (other processes: poll)."""
+        """Until jobs are enqueued: in this process, or (PostgreSQL) in any other. Best effort:
+        poll as well."""
         await self._db.wait_for_notification(CHANNEL)
 
 

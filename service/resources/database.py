@@ -2,8 +2,12 @@
 
 A `Database` runs a function against a connection in a worker thread, inside a transaction:
 committed if the function returns, rolled back if it raises or the caller is cancelled (a
-cancelled call never commits). Blocking drivers (sqlite3, psycopg) stay in threads, and the
+cancelled call does not commit; only a cancellation that arrives while the COMMIT itself is
+on its way can be too late). Blocking drivers (sqlite3, psycopg) stay in threads, and the
 event loop never waits on the network or the disk.
+
+SQL is written once, in the portable subset both engines share, with `?` placeholders; the
+few statements that must differ ask `dialect`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ class DatabaseError(Exception):
     """The database cannot be used: unreachable, unwritable, corrupt, or of a newer schema."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot serve this call now, but may soon: the server is down, restarting
+    or unreachable, the connection was lost, a statement timed out. Nothing was committed
+    unless the connection was lost during the COMMIT itself, so retrying may repeat work
+    that was in fact done: what is retried must tolerate that (the job table's delivery is
+    at least once anyway). The message says why, with any password masked."""
+
+
 class Database(Protocol):
     #: The SQL dialect, for the few statements that differ between engines.
     dialect: Dialect
@@ -51,16 +63,17 @@ class Database(Protocol):
         """Wall-clock seconds as this database's users agree on them (leases outlive us)."""
         ...
 
-    async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run `work(connection)` in a thread, in one transaction."""
-        ...
+    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+        """Run `work(connection)` in a thread, in one transaction.
 
-    def notify(self, channel: str) -> None:
-        """Wake every `wait_for_notification(channel)` in this process."""
+        With `notify`, once the transaction has committed, wake every
+        `wait_for_notification(notify)` of this process, and (PostgreSQL) of every other
+        process using the same database.
+        """
         ...
 
     async def wait_for_notification(self, channel: str) -> None:
-        """Until the next `notify(channel)`."""
+        """Until the next commit that notifies `channel` (best effort: poll as well)."""
         ...
 
 

@@ -44,7 +44,7 @@ class SQLiteDatabase:
         self._limiter = trio.CapacityLimiter(len(connections))
         self._notifications = Notifications()
 
-    async def transaction(self, work: Callable[[Connection], T]) -> T:
+    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
         async with self._limiter:
             connection = self._idle.pop()
             cancelled = threading.Event()
@@ -54,14 +54,14 @@ class SQLiteDatabase:
                 connection.interrupt()
 
             try:
-                return await run_interruptible(
+                result = await run_interruptible(
                     lambda: _in_transaction(connection, work, cancelled), interrupt
                 )
             finally:
                 self._idle.append(connection)
-
-    def notify(self, channel: str) -> None:
-        self._notifications.notify(channel)
+        if notify is not None:  # committed: other processes have to poll (no server to tell)
+            self._notifications.notify(notify)
+        return result
 
     async def wait_for_notification(self, channel: str) -> None:
         await self._notifications.wait(channel)

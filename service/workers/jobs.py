@@ -8,6 +8,11 @@ payload, an unknown type) is dead-lettered at once. At the soft stop it claims n
 lets the jobs in flight finish within its grace period; a job cut short by the hard stop gives
 its lease back, so a restart picks it up at once instead of after the lease expires.
 
+While the database is unavailable (PostgreSQL down, restarting, unreachable) the poller is not
+ready and backs off instead of crashing: claims wait, and the outcome of a job that finished
+meanwhile is recorded once the database is back. A job whose outcome never gets recorded
+(the hard stop came first) keeps its lease, and is delivered again when the lease expires.
+
 Delivery is at least once: a handler must tolerate seeing a job again (say, after a crash).
 """
 
@@ -27,8 +32,10 @@ from structlog.typing import FilteringBoundLogger
 
 from service import Backoff, WorkerContext, unit_of_work, worker
 from service.jobs import Job, JobTable, MalformedPayload
+from service.outage import DatabaseOutage
+from service.resources import DatabaseUnavailable
 
-#: How long recording a job's outcome may take once the job is over, even during the stop.
+#: How long one attempt to record a job's outcome may take, even during the hard stop.
 SETTLE_SECONDS = 5.0
 
 
@@ -97,12 +104,14 @@ async def jobs(
     settings = ctx.settings
     table = JobTable(ctx.db)
     owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    outage = DatabaseOutage(ctx)
     process = _Processing(
         table,
         owner,
         settings,
         Backoff(settings.retry_initial, settings.retry_cap),
         _GroupCommit(table, owner),
+        outage,
         ctx.log,
     )
     wakeup = _Wakeup()
@@ -137,8 +146,14 @@ async def jobs(
         task_status.started()
         while not ctx.stopping.is_set():
             if free := settings.concurrency - in_flight:
-                lease = settings.lease_seconds
-                for job in await table.claim(free, lease_seconds=lease, owner=owner):
+                claim = partial(
+                    table.claim, free, lease_seconds=settings.lease_seconds, owner=owner
+                )
+                try:
+                    claimed = await outage.retry(claim, stop=ctx.stopping)
+                except DatabaseUnavailable:
+                    break  # the soft stop began while waiting for the database
+                for job in claimed:
                     in_flight += 1
                     running.start_soon(run, job, name=f"job {job.id}")
             # Either the queue is drained or the slots are busy: wait for an enqueue, free
@@ -157,6 +172,7 @@ class _Processing:
     settings: JobsSettings
     retry_backoff: Backoff
     acknowledgements: _GroupCommit
+    outage: DatabaseOutage
     log: FilteringBoundLogger
 
     async def __call__(self, job: Job) -> None:
@@ -180,10 +196,7 @@ class _Processing:
             await self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", exc)
         else:
             log.info("job.done", job_id=job.id, attempt=job.attempt)
-            # Shielded: a job that is done stays done, even if the hard stop comes meanwhile.
-            with trio.CancelScope(shield=True):
-                if not await self.acknowledgements.complete(job):
-                    log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
+            await self._settle(partial(self.acknowledgements.complete, job), job)
 
     async def _retry_or_fail(self, job: Job, error: str, exc: Exception | None) -> None:
         if job.attempt >= self.settings.max_attempts:
@@ -208,12 +221,23 @@ class _Processing:
         self.log.error("job.failed", job_id=job.id, attempt=job.attempt, error=error, exc_info=exc)
 
     async def _settle(self, record: Callable[[], Awaitable[bool]], job: Job) -> None:
-        """Record a finished job's outcome even during the hard stop, within SETTLE_SECONDS."""
-        with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_SECONDS) as deadline:
-            if not await record():
-                self.log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
-        if deadline.cancelled_caught:
+        """Record a finished job's outcome, retrying while the database is unavailable.
+
+        Each attempt is shielded from the hard stop, for at most SETTLE_SECONDS: a job that is
+        done stays done. The waits between attempts are not: the hard stop ends them, and the
+        job, still leased, is delivered again once its lease expires.
+        """
+
+        async def attempt() -> bool | None:
+            with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_SECONDS):
+                return await record()
+            return None  # the attempt took too long
+
+        recorded = await self.outage.retry(attempt)
+        if recorded is None:
             self.log.warning("job.settle_timeout", job_id=job.id, attempt=job.attempt)
+        elif not recorded:
+            self.log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
 
 
 class _GroupCommit:
@@ -232,14 +256,24 @@ class _GroupCommit:
         self._open = _Group()
 
     async def complete(self, job: Job) -> bool:
-        """Mark `job` done; False if its lease was lost."""
+        """Mark `job` done; False if its lease was lost. While the database is unavailable,
+        every member of the group raises `DatabaseUnavailable` (each then retries in a later
+        group of its own)."""
         group = self._open
         group.jobs.append(job)
         async with self._lock:
-            if group.done is None:  # no earlier member committed it (or its commit failed)
+            # Unless an earlier member committed it, or found the database unavailable. (If
+            # its commit failed otherwise, or was cut short, this member tries again.)
+            if group.done is None and group.unavailable is None:
                 if self._open is group:
                     self._open = _Group()
-                group.done = await self._table.complete(group.jobs, owner=self._owner)
+                try:
+                    group.done = await self._table.complete(group.jobs, owner=self._owner)
+                except DatabaseUnavailable as exc:
+                    group.unavailable = str(exc)
+        if group.unavailable is not None:
+            raise DatabaseUnavailable(group.unavailable)
+        assert group.done is not None  # committed, by this member or an earlier one
         return job.id in group.done
 
 
@@ -247,6 +281,7 @@ class _GroupCommit:
 class _Group:
     jobs: list[Job] = field(default_factory=list)
     done: set[str] | None = None  # the ids marked done, once committed
+    unavailable: str | None = None  # why the commit failed, if the database was unavailable
 
 
 class _Wakeup:
