@@ -137,3 +137,24 @@ def stop(process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -
     if process.returncode != 0:
         raise RuntimeError(f"{process.args} exited with {process.returncode} after {sig.name}")
     return elapsed
+
+
+def start_websocket_server(
+    directory: Path, name: str, source: str, *args: object
+) -> tuple[subprocess.Popen[str], str]:
+    """Run `source` (a server script that prints its port, then serves) as a child process;
+    the process and its ws:// URL, once it listens."""
+    script = directory / f"{name}.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    port = process.stdout.readline().strip()
+    if not port:
+        process.wait()
+        raise RuntimeError(f"{name} exited ({process.returncode}) before listening")
+    return process, f"ws://127.0.0.1:{port}/events"

@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -122,29 +121,12 @@ def child(url: str, handler_seconds: float, warmup: float, seconds: float) -> No
     print(json.dumps(result))
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen[str], str]:
-    script = directory / "rate_server.py"
-    script.write_text(textwrap.dedent(SERVER), encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(RATE)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    port = process.stdout.readline().strip()
-    if not port:
-        process.wait()
-        raise RuntimeError(f"the server exited ({process.returncode}) before listening")
-    return process, f"ws://127.0.0.1:{port}/events"
-
-
 def main() -> None:
     args = _common.parse_args(__doc__)
     warmup, seconds = (3.0, 10.0) if args.quick else (10.0, 60.0)
     slow = 10 / RATE  # ten times the feed's interval
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(Path(tmp))
+        server, url = _common.start_websocket_server(Path(tmp), "rate_server", SERVER, RATE)
         try:
             children = {
                 name: subprocess.Popen(

@@ -30,10 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable
 from functools import partial
@@ -165,23 +162,6 @@ async def websockets_asyncio(url: str, n: int) -> tuple[float, float]:
     return watch.rates()
 
 
-def start_server(directory: Path, n: int) -> tuple[subprocess.Popen[str], str]:
-    script = directory / "blast_server.py"
-    script.write_text(textwrap.dedent(SERVER), encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(n), str(MESSAGE_SIZE)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    port = process.stdout.readline().strip()
-    if not port:
-        process.wait()
-        raise RuntimeError(f"the server exited ({process.returncode}) before listening")
-    return process, f"ws://127.0.0.1:{port}/events"
-
-
 def main() -> None:
     args = _common.parse_args(__doc__)
     n, rounds = (30_000, 3) if args.quick else (150_000, 5)
@@ -200,7 +180,9 @@ def main() -> None:
         return wall_rate
 
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(Path(tmp), n)
+        server, url = _common.start_websocket_server(
+            Path(tmp), "blast_server", SERVER, n, MESSAGE_SIZE
+        )
         try:
             wall = _common.alternate(
                 rounds, {name: partial(timed, name, url) for name in runs}, warmup=1

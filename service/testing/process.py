@@ -38,9 +38,9 @@ class ServiceProcess:
         self._command = [sys.executable, "-m", "service", *args]
         self._patience = patience
         self._env = env
-        self.lines: list[dict[str, Any]] = []
-        self.text: list[str] = []
-        self._buffer = b""
+        self.output = LogLines()
+        self.lines = self.output.lines
+        self.text = self.output.text
         self._process: trio.Process | None = None
 
     async def __aenter__(self) -> Self:
@@ -100,6 +100,19 @@ class ServiceProcess:
         chunk = await self.process.stdout.receive_some()
         if not chunk:
             return False
+        self.output.feed(bytes(chunk))
+        return True
+
+
+class LogLines:
+    """A process's output as it arrives: each line as text, and parsed where it is JSON."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.text: list[str] = []
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> None:
         self._buffer += chunk
         *complete, self._buffer = self._buffer.split(b"\n")
         for raw in complete:
@@ -109,4 +122,3 @@ class ServiceProcess:
                 self.lines.append(json.loads(text))
             except json.JSONDecodeError:
                 self.lines.append({"raw": text})
-        return True

@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Self
 
+from service.testing.process import LogLines
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 #: The root's own identity, which every generated project replaces with its own.
@@ -210,9 +212,9 @@ class ServiceProcess:
         self._command = [str(project / ".venv" / "bin" / "python"), "-m", "service"]
         self._project = project
         self._env = env
-        self.lines: list[dict[str, Any]] = []
-        self.text: list[str] = []
-        self._buffer = b""
+        self.output = LogLines()
+        self.lines = self.output.lines
+        self.text = self.output.text
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
@@ -272,13 +274,5 @@ class ServiceProcess:
         chunk = os.read(stdout.fileno(), 65536)
         if not chunk:
             return False
-        self._buffer += chunk
-        *complete, self._buffer = self._buffer.split(b"\n")
-        for raw in complete:
-            text = raw.decode("utf-8", "replace")
-            self.text.append(text)
-            try:
-                self.lines.append(json.loads(text))
-            except json.JSONDecodeError:
-                self.lines.append({"raw": text})
+        self.output.feed(chunk)
         return True
