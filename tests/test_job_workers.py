@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from service.jobs import JobTable
+from service.observability import metrics
 from service.resources import Database, Resources
 from service.resources.sqlite import open_sqlite
 from service.testing import supervised
@@ -333,3 +334,30 @@ async def test_ticks_become_done_jobs_with_the_same_trace_id(
         assert done[tick["job_id"]]["trace_id"] == tick["trace_id"]
         assert tick["worker"] == "ticker"
     assert len({tick["trace_id"] for tick in ticks}) == 5
+
+
+async def test_outcomes_and_queue_depth_reach_the_metrics(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    release = trio.Event()
+
+    async def held(payload: dict[str, Any], log: Any) -> None:
+        await release.wait()
+
+    use_handler(monkeypatch, held)
+    done_before = sample("service_jobs_total", outcome="done")
+    failed_before = sample("service_jobs_total", outcome="failed")
+    settings = poller_settings(poll_interval=1.0, concurrency=1)
+    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+        await sup.ready.wait()
+        await JobTable(db).enqueue([{"type": "test"}] * 3 + [{"type": "nope"}])
+        await trio.sleep(2.5)
+        assert sample("service_jobs_queued", state="leased") == 1  # one slot, held
+        assert sample("service_jobs_queued", state="pending") == 3
+        release.set()
+        await trio.sleep(5)
+    assert sample("service_jobs_total", outcome="done") - done_before == 3
+    assert sample("service_jobs_total", outcome="failed") - failed_before == 1

@@ -18,6 +18,7 @@ Delivery is at least once: a handler must tolerate seeing a job again (say, afte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -32,6 +33,7 @@ from structlog.typing import FilteringBoundLogger
 
 from service import Backoff, WorkerContext, unit_of_work, worker
 from service.jobs import Job, JobTable, MalformedPayload
+from service.observability import metrics
 from service.outage import DatabaseOutage
 from service.resources import DatabaseUnavailable
 
@@ -139,10 +141,18 @@ async def jobs(
         await ctx.stopping.wait()
         wakeup.set()
 
+    async def report_queue_depth() -> None:
+        async for _ in ctx.every(settings.poll_interval):
+            with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
+                counts = await table.stats()
+                for state in ("pending", "leased"):
+                    metrics.JOBS_QUEUED.labels(state=state).set(counts[state])
+
     # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
     async with trio.open_nursery() as running, trio.open_nursery() as watchers:
         watchers.start_soon(wake_on_enqueue)
         watchers.start_soon(wake_on_stop)
+        watchers.start_soon(report_queue_depth)
         task_status.started()
         while not ctx.stopping.is_set():
             if free := settings.concurrency - in_flight:
@@ -196,6 +206,7 @@ class _Processing:
             await self._retry_or_fail(job, f"{type(exc).__name__}: {exc}", exc)
         else:
             log.info("job.done", job_id=job.id, attempt=job.attempt)
+            metrics.JOBS.labels(outcome="done").inc()
             await self._settle(partial(self.acknowledgements.complete, job), job)
 
     async def _retry_or_fail(self, job: Job, error: str, exc: Exception | None) -> None:
@@ -214,11 +225,13 @@ class _Processing:
             delay_s=round(delay, 3),
             exc_info=exc,
         )
+        metrics.JOBS.labels(outcome="retried").inc()
 
     async def _fail(self, job: Job, error: str, exc: Exception | None = None) -> None:
         """Dead-letter the job: it stays in the table, failed, with its error."""
         await self._settle(partial(self.table.fail, job, error, owner=self.owner), job)
         self.log.error("job.failed", job_id=job.id, attempt=job.attempt, error=error, exc_info=exc)
+        metrics.JOBS.labels(outcome="failed").inc()
 
     async def _settle(self, record: Callable[[], Awaitable[bool]], job: Job) -> None:
         """Record a finished job's outcome, retrying while the database is unavailable.
