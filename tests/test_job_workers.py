@@ -1,11 +1,13 @@
 """The ticker and the job poller under a real supervisor, on virtual time.
 
-The database runs in threads, and the clock jumps only when the loop has idled for a while in
-real time (`autojump_threshold`), so a jump never lands while a query is still on its way.
+The database runs in threads, which the virtual clock cannot see: to it, a task waiting for a
+query is idle, and it would jump ahead while the query runs. So the clock is held still while
+any query is on its way (`ClockHoldingDatabase`), and the tests stay exact on a loaded machine.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,35 @@ EPOCH = 1_700_000_000.0
 Handler = Callable[[dict[str, Any], Any], Awaitable[None]]
 
 
+AUTOJUMP = 0.01
+
+
 @pytest.fixture
 def clock() -> trio.testing.MockClock:
     """Requested by every test here: pytest-trio runs a test on a clock it is passed."""
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=AUTOJUMP)
+
+
+class ClockHoldingDatabase:
+    """A database whose queries stop the virtual clock from jumping while they run."""
+
+    def __init__(self, db: Database, clock: trio.testing.MockClock) -> None:
+        self._db = db
+        self._clock = clock
+        self._queries = 0
+
+    async def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        self._queries += 1
+        self._clock.autojump_threshold = math.inf
+        try:
+            return await self._db.transaction(*args, **kwargs)
+        finally:
+            self._queries -= 1
+            if not self._queries:
+                self._clock.autojump_threshold = AUTOJUMP
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
 
 
 def virtual_wall_clock() -> float:
@@ -41,7 +68,7 @@ def virtual_wall_clock() -> float:
 @pytest.fixture
 async def db(clock: trio.testing.MockClock) -> AsyncIterator[Database]:
     async with open_sqlite("sqlite:///:memory:", clock=virtual_wall_clock) as database:
-        yield database
+        yield ClockHoldingDatabase(database, clock)  # type: ignore[misc]
 
 
 def poller_settings(**overrides: Any) -> dict[str, JobsSettings]:
