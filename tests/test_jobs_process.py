@@ -144,6 +144,19 @@ def index_of(service: ServiceProcess, event: str) -> int:
 # -- 1. SIGTERM mid-stream, then a restart: exactly once ---------------------------------------
 
 
+async def run_until_signalled(
+    env: dict[str, str], stream: JobStream, sig: signal.Signals
+) -> ServiceProcess:
+    """Run the service while `stream` adds jobs, send `sig` mid-stream; the exited process."""
+    async with ServiceProcess(env, patience=PATIENCE) as service:
+        await service.wait_for("service.ready")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)  # more jobs while this process works
+            await signal_mid_stream(service, stream, sig)
+            await service.exit_code()
+    return service
+
+
 async def test_sigterm_mid_stream_then_restart_does_every_job_exactly_once(
     tmp_path: Path,
 ) -> None:
@@ -161,12 +174,8 @@ async def test_sigterm_mid_stream_then_restart_does_every_job_exactly_once(
     with trio.fail_after(50):
         await enqueue(env, 40, SLOW)
 
-        async with ServiceProcess(env, patience=PATIENCE) as first:
-            await first.wait_for("service.ready")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.run)  # more jobs while this process works
-                await signal_mid_stream(first, stream, signal.SIGTERM)
-                assert await first.exit_code() == 0
+        first = await run_until_signalled(env, stream, signal.SIGTERM)
+        assert first.process.returncode == 0
 
         after_first = read_jobs(db)
         # The signal came mid-stream: work was left for the restart, and jobs were in flight.
@@ -234,12 +243,8 @@ async def test_sigkill_mid_stream_then_restart_redoes_only_the_jobs_in_flight(
     with trio.fail_after(50):
         await enqueue(env, 40, SLOW)
 
-        async with ServiceProcess(env, patience=PATIENCE) as first:
-            await first.wait_for("service.ready")
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.run)
-                await signal_mid_stream(first, stream, signal.SIGKILL)
-                assert await first.exit_code() == -signal.SIGKILL
+        first = await run_until_signalled(env, stream, signal.SIGKILL)
+        assert first.process.returncode == -signal.SIGKILL
 
         at_kill = read_jobs(db)
         leased_at_kill = {i for i, job in at_kill.items() if job["state"] == "leased"}

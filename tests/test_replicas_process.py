@@ -224,18 +224,23 @@ def no_secret_in(running: Replicas) -> None:
 # -- 1. three replicas, 5,000 jobs: exactly once -------------------------------------------
 
 
+async def assert_every_job_done_exactly_once(url: str, running: Replicas) -> None:
+    """Every row done at its first attempt, and one `job.done` line for each across replicas."""
+    rows = await table_rows(url)
+    assert len(rows) == JOBS
+    assert set(rows.values()) == {("done", 1)}
+    counts = running.done_counts()
+    assert set(counts) == set(rows)
+    assert [job_id for job_id, n in counts.items() if n != 1] == []
+
+
 async def test_three_replicas_do_every_job_exactly_once(tmp_path: Path, pg_url: str) -> None:
     env = replica_env(tmp_path, pg_url, SERVICE_JOBS__CONCURRENCY="50")
     async with replicas(3, env) as running:
         await enqueue(env, JOBS, payload(0))  # the replicas are idle: NOTIFY wakes them
         await until_all_done(pg_url, running, JOBS)
     assert running.exit_codes == {0: 0, 1: 0, 2: 0}
-    rows = await table_rows(pg_url)
-    assert len(rows) == JOBS
-    assert set(rows.values()) == {("done", 1)}
-    counts = running.done_counts()
-    assert set(counts) == set(rows)
-    assert [job_id for job_id, n in counts.items() if n != 1] == []
+    await assert_every_job_done_exactly_once(pg_url, running)
     assert all(process.events("job.done") for process in running.processes)  # all shared it
     no_secret_in(running)
 
@@ -295,12 +300,7 @@ async def test_a_replica_stopped_mid_run_finishes_what_it_holds(
         assert leased == 0  # nothing left behind: its jobs in flight were finished and recorded
         await until_all_done(pg_url, running, JOBS)
     assert running.exit_codes == {0: 0, 1: 0, 2: 0}
-    rows = await table_rows(pg_url)
-    assert len(rows) == JOBS
-    assert set(rows.values()) == {("done", 1)}
-    counts = running.done_counts()
-    assert set(counts) == set(rows)
-    assert [job_id for job_id, n in counts.items() if n != 1] == []
+    await assert_every_job_done_exactly_once(pg_url, running)
     stopping = next(
         i for i, line in enumerate(stopped.lines) if line.get("event") == "service.stopping"
     )
