@@ -1,6 +1,7 @@
-"""A Trio service of supervised, long-lived workers.
+"""A Trio service of supervised, long-lived workers: the public API.
 
-Everything a worker module needs is here:
+Everything a project's modules need is here (and in `service.testing` for their tests);
+every other module of `service` is the template's internals, free to change between releases.
 
     from service import WorkerContext, worker
 
@@ -11,22 +12,42 @@ Everything a worker module needs is here:
             ctx.log.info("report", tick=tick.number)
 """
 
+from service import metrics
 from service.backoff import Backoff
-from service.logs import new_trace_id, unit_of_work
+from service.config import NoSettings
+from service.jobs import JobContext, JobsSettings, JobType, job, job_poller
+from service.logs import RateLimitedLog, new_trace_id, unit_of_work
 from service.outage import DatabaseOutage
+from service.resources import Database, DatabaseUnavailable, Resource, Resources, db, resource
+from service.resources.websocket import connect_websocket, split_url
 from service.schedule import Tick, every
-from service.worker import NoSettings, RestartType, WorkerContext, WorkerSpec, worker
+from service.worker import RestartType, WorkerContext, WorkerSpec, worker
 
 __all__ = [
     "Backoff",
+    "Database",
     "DatabaseOutage",
+    "DatabaseUnavailable",
+    "JobContext",
+    "JobType",
+    "JobsSettings",
     "NoSettings",
+    "RateLimitedLog",
+    "Resource",
+    "Resources",
     "RestartType",
     "Tick",
     "WorkerContext",
     "WorkerSpec",
+    "connect_websocket",
+    "db",
     "every",
+    "job",
+    "job_poller",
+    "metrics",
     "new_trace_id",
+    "resource",
+    "split_url",
     "unit_of_work",
     "worker",
 ]

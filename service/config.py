@@ -4,37 +4,35 @@ The environment wins over the file, key by key. `SERVICE_TICKER__INTERVAL=5` and
 interval = 5` name the same setting. Every problem is reported at once, one line each, naming
 the variable or file key it came from and never echoing the value (it may be a secret).
 
-Worker settings are not listed here: each worker declares its own section as a pydantic model
-(`@worker(settings=...)`), so adding a worker never means editing this module.
+Worker and resource settings are not listed here: each declares its own section as a pydantic
+model (`@worker(settings=...)`, `@resource(settings=...)`), so adding one never means editing
+this module. A list setting reads from the environment as comma-separated values
+(`SERVICE_WEATHER__STATIONS=EGLL,LFPG`) or as a JSON array.
 """
 
 from __future__ import annotations
 
 import tomllib
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
     SecretStr,
     ValidationError,
     field_validator,
 )
-
-from service.redaction import mask_url
 
 ENV_PREFIX = "SERVICE_"
 CONFIG_FILE_VARIABLE = "SERVICE_CONFIG"
 
 Key = tuple[str, ...]
 
-#: The URL schemes that select PostgreSQL (`SERVICE_DB__URL=postgresql://...`).
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -46,40 +44,10 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.problems))
 
 
-class DatabaseSettings(BaseModel):
-    """`SERVICE_DB__...`: where the job table and any worker's data live.
-
-    The URL may carry a password: it is shown masked wherever settings are shown
-    (`check-config`), and a malformed URL is reported without quoting it.
-    """
+class NoSettings(BaseModel):
+    """The settings section of a worker or resource that declares none: any key is a mistake."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: Annotated[str, PlainSerializer(mask_url, when_used="json")] = Field(
-        default="sqlite:///var/service.db",
-        description="sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, or "
-        "postgresql://user:password@host:port/database?option=value",
-    )
-    listen: bool = Field(
-        default=True,
-        description="PostgreSQL: LISTEN/NOTIFY wakes pollers across replicas (polling stays "
-        "the fallback); off behind a transaction-pooling proxy, where LISTEN does not work",
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _supported_url(cls, value: str) -> str:
-        scheme = value.partition(":")[0]
-        if scheme in POSTGRES_SCHEMES:
-            # Imported here: the driver costs ~90 ms at start-up, SQLite users never pay it.
-            from service.resources.postgres import check_url  # noqa: PLC0415
-
-            check_url(value)
-        elif scheme != "sqlite":
-            raise ValueError(
-                f"unsupported database URL scheme {scheme!r} (supported: sqlite, postgresql)"
-            )
-        return value
 
 
 class Settings(BaseModel):
@@ -88,7 +56,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workers: tuple[str, ...] | None = Field(
-        default=None, description="worker names or module:attr references; None = the examples"
+        default=None,
+        description="worker names or module:attr references; None = WORKERS in service/app.py",
     )
     log_format: Literal["json", "console"] | None = Field(
         default=None, description="None: console on a terminal, JSON lines otherwise"
@@ -100,7 +69,6 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="seconds from the first signal to the forced exit",
     )
-    db: DatabaseSettings = DatabaseSettings()
     ops_host: str = Field(default="127.0.0.1", description="where the ops HTTP server listens")
     ops_port: int = Field(default=8080, ge=0, le=65535, description="0: any free port")
     ops_debug_token: SecretStr | None = Field(
@@ -209,6 +177,8 @@ def validate_section(raw: RawConfig, model: type[ModelT], section: Key = ()) -> 
     known = _field_names(model)
     if section == ():
         values = {key: value for key, value in values.items() if key in known}
+    if isinstance(values, dict):
+        values = _split_env_lists(raw, model, section, values)
     # A scalar where the section should be is left to pydantic ("a valid dictionary").
     unknown = [
         f"{raw.name_of((*section, key))}: unknown setting"
@@ -222,6 +192,40 @@ def validate_section(raw: RawConfig, model: type[ModelT], section: Key = ()) -> 
     if unknown:
         raise ConfigError(unknown)
     return validated
+
+
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
+def _split_env_lists(
+    raw: RawConfig, model: type[BaseModel], section: Key, values: dict[str, Any]
+) -> dict[str, Any]:
+    """`A,B` from an environment variable, for a list setting, is `["A", "B"]`.
+
+    pydantic reads a sequence from a string only as JSON; an operator writes a list in one
+    variable as comma-separated values. A value that starts with `[` is still JSON.
+    """
+    split = dict(values)
+    for name, spec in model.model_fields.items():
+        key = spec.alias or name
+        value = values.get(key)
+        from_env = raw.origins.get((*section, key), "").startswith(ENV_PREFIX)
+        if (
+            from_env
+            and isinstance(value, str)
+            and not value.lstrip().startswith("[")
+            and _is_sequence(spec.annotation)
+        ):
+            split[key] = [part.strip() for part in value.split(",") if part.strip()]
+    return split
+
+
+def _is_sequence(annotation: object) -> bool:
+    """A list, tuple or set type, or an optional one."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    return origin in _SEQUENCES or annotation in _SEQUENCES
 
 
 def _field_names(model: type[BaseModel]) -> set[str]:

@@ -1,25 +1,27 @@
 """The extension point: `@worker` turns an async function into a supervised worker.
 
 A worker module is what users write, so everything a worker needs comes through its
-`WorkerContext`: its name, logger, settings section, the soft-stop event and ticks bound to it.
+`WorkerContext`: its name, logger, settings section, the soft-stop event, ticks bound to it,
+and the resources it declared (`uses=[...]`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import structlog
 import trio
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
-from typing_extensions import TypeVar
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from service.backoff import Backoff
-from service.resources import RESOURCE_NAMES, Database, Resources
+from service.config import NoSettings
+from service.resources import Database, Resource, Resources, db, names_of
 from service.schedule import Ticks
 
 RestartType = Literal["permanent", "transient", "temporary"]
@@ -28,13 +30,8 @@ RESTART_TYPES: tuple[RestartType, ...] = ("permanent", "transient", "temporary")
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
-class NoSettings(BaseModel):
-    """The settings section of a worker that declares none: any key in it is a mistake."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-SettingsT = TypeVar("SettingsT", bound=BaseModel, default=NoSettings)
+SettingsT = DefaultTypeVar("SettingsT", bound=BaseModel, default=NoSettings)
+T = TypeVar("T")
 
 DEFAULT_BACKOFF = Backoff()
 
@@ -63,12 +60,24 @@ class WorkerContext(Generic[SettingsT]):
         """Tick every `interval` seconds on absolute deadlines until the soft stop begins."""
         return Ticks(interval, self.stopping)
 
+    @overload
+    def use(self, resource: Resource[T]) -> T: ...
+    @overload
+    def use(self, resource: str) -> Any: ...
+    def use(self, resource: Resource[Any] | str) -> Any:
+        """What `resource` yielded; the worker must declare it in `uses=[...]`."""
+        try:
+            return self.resources.use(resource)
+        except LookupError:
+            name = resource if isinstance(resource, str) else resource.name
+            raise LookupError(
+                f"worker {self.name!r} did not declare resource {name!r}: add it to uses=[...]"
+            ) from None
+
     @property
     def db(self) -> Database:
-        """The database, for a worker declared with `uses=("db",)`."""
-        if self.resources.db is None:
-            raise RuntimeError(f'worker {self.name!r} uses the database: declare uses=("db",)')
-        return self.resources.db
+        """The database, for a worker declared with `uses=[db]`: `ctx.use(db)`."""
+        return self.use(db)
 
     def not_ready(self, reason: str) -> None:
         """Make the service not ready until `ready()`: say so while disconnected, say."""
@@ -105,6 +114,10 @@ class WorkerSpec(Generic[SettingsT]):
     start_timeout: float = 30.0
     backoff: Backoff = DEFAULT_BACKOFF
 
+    def needs(self) -> tuple[str, ...]:
+        """The resources this worker's tasks use, by name: the runtime opens them first."""
+        return self.uses
+
     def __post_init__(self) -> None:
         problems = []
         if not _NAME.match(self.name):
@@ -126,11 +139,6 @@ class WorkerSpec(Generic[SettingsT]):
             problems.append(f"start_timeout must be > 0 seconds, not {self.start_timeout!r}")
         if self.name in self.requires:
             problems.append("a worker cannot require itself")
-        problems.extend(
-            f"uses unknown resource {name!r} (known: {', '.join(RESOURCE_NAMES)})"
-            for name in self.uses
-            if name not in RESOURCE_NAMES
-        )
         if problems:
             raise ValueError(f"worker {self.name!r}: " + "; ".join(problems))
 
@@ -141,7 +149,7 @@ def worker(
     restart: RestartType = "permanent",
     grace: float = 5.0,
     requires: tuple[str, ...] = (),
-    uses: tuple[str, ...] = (),
+    uses: Sequence[Resource[Any] | str] = (),
     max_restarts: int = 5,
     within: float = 60.0,
     start_timeout: float = 30.0,
@@ -158,7 +166,7 @@ def worker(
             restart=restart,
             grace=grace,
             requires=tuple(requires),
-            uses=tuple(uses),
+            uses=names_of(uses),
             max_restarts=max_restarts,
             within=within,
             start_timeout=start_timeout,

@@ -54,27 +54,60 @@ class JobTable:
         self._clock = db.now
         self._claim_locking = _CLAIM_LOCKING[db.dialect]
 
-    async def enqueue(self, payloads: Sequence[Any], *, trace_id: str | None = None) -> list[str]:
+    async def enqueue(
+        self,
+        payloads: Sequence[Any],
+        *,
+        trace_id: str | None = None,
+        delay: float = 0.0,
+        key: str | None = None,
+        priority: int = 0,
+    ) -> list[str]:
         """Add jobs (each payload must be JSON-serializable); their ids, in order.
 
         Every job gets `trace_id` (or a fresh one), so its processing can be traced back to
-        what enqueued it.
+        what enqueued it. It is due `delay` seconds from now; among the due jobs a higher
+        `priority` is claimed first. With a `key` (one payload only), a job with the same key
+        still pending or leased is kept instead, and its id returned.
         """
+        if key is not None and len(payloads) != 1:
+            raise ValueError("a dedupe key goes with exactly one payload")
         now = self._clock()
         rows = [
-            (uuid.uuid4().hex, _encode(payload), trace_id or new_trace_id(), now, now, now)
+            (
+                uuid.uuid4().hex,
+                _encode(payload),
+                trace_id or new_trace_id(),
+                now + delay,
+                now,
+                now,
+                priority,
+                key,
+            )
             for payload in payloads
         ]
+        insert_sql = (
+            "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
+            " updated_at, priority, dedupe_key) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+        )
 
-        def insert(connection: Connection) -> None:
-            connection.executemany(
-                "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-                rows,
-            )
+        def insert(connection: Connection) -> list[str]:
+            if key is None:
+                connection.executemany(insert_sql, rows)
+                return [row[0] for row in rows]
+            while True:  # twice at most: the holder of the key may finish in between
+                if connection.execute(
+                    f"{insert_sql} ON CONFLICT DO NOTHING RETURNING id", rows[0]
+                ).fetchall():
+                    return [rows[0][0]]
+                holder = connection.execute(
+                    "SELECT id FROM jobs WHERE dedupe_key = ? AND state IN ('pending', 'leased')",
+                    (key,),
+                ).fetchone()
+                if holder is not None:
+                    return [holder[0]]
 
-        await self._db.transaction(insert, notify=CHANNEL)
-        return [row[0] for row in rows]
+        return await self._db.transaction(insert, notify=CHANNEL)
 
     async def claim(self, limit: int, *, lease_seconds: float, owner: str) -> list[Job]:
         """Lease up to `limit` jobs that are due, or whose lease has expired, oldest first."""
@@ -88,7 +121,7 @@ class JobTable:
                 " WHERE id IN (SELECT id FROM jobs"
                 "  WHERE (state = 'pending' AND available_at <= ?)"
                 "     OR (state = 'leased' AND lease_expires_at <= ?)"
-                f"  ORDER BY available_at, created_at LIMIT ?{locking})"
+                f"  ORDER BY priority DESC, available_at, created_at LIMIT ?{locking})"
                 " RETURNING id, payload, trace_id, attempts",
                 (owner, now + lease_seconds, now, now, now, limit),
             ).fetchall()

@@ -6,8 +6,8 @@ carry no `_created` series (a timestamp per counter and label set, which doubles
 and which Prometheus does not need to compute rates).
 
 Labels stay low-cardinality: a worker's name, an outcome or a state, never an id, a URL or
-an error message. Metrics fed by the built-in workers (ticker, jobs, feed) are defined here
-too, so a scrape always lists them with HELP and TYPE, even before the first sample.
+an error message. Only the runtime's own metrics are here: the job engine and each worker
+module define theirs where they feed them (`service.metrics`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     disable_created_metrics,
 )
@@ -79,37 +78,5 @@ WORKER_EXITS = Counter(
 SHUTDOWN_DURATION = Gauge(
     "service_shutdown_duration_seconds",
     "Seconds since the soft stop began (0 while the service runs).",
-    registry=REGISTRY,
-)
-
-# --- Fed by the built-in workers ---
-
-TICKER_LATENESS = Histogram(
-    "service_ticker_lateness_seconds",
-    "How late each tick fired after its deadline.",
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
-    registry=REGISTRY,
-)
-JOBS = Counter(
-    "service_jobs",
-    "Jobs finished, by outcome (done, failed, retried).",
-    ["outcome"],
-    registry=REGISTRY,
-)
-JOBS_QUEUED = Gauge(
-    "service_jobs_queued",
-    "Jobs in the job table, by state (pending, leased).",
-    ["state"],
-    registry=REGISTRY,
-)
-FEED_CONNECTED = Gauge(
-    "service_feed_connected", "1 while the feed consumer is connected, else 0.", registry=REGISTRY
-)
-FEED_MESSAGES = Counter(
-    "service_feed_messages", "Messages the feed consumer received.", registry=REGISTRY
-)
-FEED_BAD_MESSAGES = Counter(
-    "service_feed_bad_messages",
-    "Messages the feed consumer rejected as malformed.",
     registry=REGISTRY,
 )

@@ -20,7 +20,7 @@ from service.observability.watchdog import LoopWatchdog
 from service.ops import Operations
 from service.ops.server import ListenError
 from service.registry import ServiceConfig
-from service.resources import DatabaseError, open_resources
+from service.resources import ResourceFailed, describe_error, open_resources
 from service.runtime.forced_exit import ForcedExit
 from service.runtime.signals import stop_signal_handlers
 from service.supervision import Supervisor
@@ -68,16 +68,19 @@ class Service:
         with self.watchdog.running(), stop_signal_handlers(on_signal):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
             self._warn_about_configuration()
-            uses = {name for item in self.config.workers for name in item.spec.uses}
             try:
                 async with (
                     self._operations(task_status),
-                    open_resources(uses, self.config.settings) as resources,
+                    open_resources(
+                        self.config.resources, self.config.resource_settings
+                    ) as resources,
                 ):
                     await self.supervisor.run(resources)
-            except DatabaseError as exc:
+            except ResourceFailed as exc:
                 # A clear line, not a traceback: the message says what to fix.
-                log.error("resource.failed", resource="db", error=str(exc))  # noqa: TRY400
+                log.error(  # noqa: TRY400
+                    "resource.failed", resource=exc.name, error=describe_error(exc.error)
+                )
                 return EXIT_USAGE
             except ListenError as exc:
                 log.error("ops.failed", error=str(exc))  # noqa: TRY400  # as above

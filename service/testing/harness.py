@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from pydantic import BaseModel
 
 from service.registry import start_order
-from service.resources import Resources
+from service.resources import Provided, Resources
 from service.supervision import Supervisor
 from service.worker import AnyWorkerSpec, ConfiguredWorker
 
@@ -18,14 +19,15 @@ from service.worker import AnyWorkerSpec, ConfiguredWorker
 async def supervised(
     *specs: AnyWorkerSpec,
     settings: dict[str, BaseModel] | None = None,
-    resources: Resources | None = None,
+    resources: Iterable[Provided[Any]] = (),
     on_give_up: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Start `specs` in `requires` order; on leaving the block, stop them as a signal would.
 
-    Settings default to each worker's model with its defaults; `resources` are what the
-    workers `use` (open them around the block, e.g. `open_sqlite("sqlite:///:memory:")`). A
-    give-up stops the others, as in the service, and is reported to `on_give_up` if given.
+    Settings default to each worker's model with its defaults. `resources` are what the
+    workers (and the jobs they run) `use`, each handed in with `provide(resource, value)`:
+    a fake, or a real one opened around the block (`memory_database()`). A give-up stops the
+    others, as in the service, and is reported to `on_give_up` if given.
     """
     chosen = settings or {}
     workers = [
@@ -40,7 +42,8 @@ async def supervised(
 
     supervisor = Supervisor(workers, on_give_up=gave_up)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(supervisor.run, resources)
+        opened = Resources({item.resource.name: item.value for item in resources})
+        nursery.start_soon(supervisor.run, opened)
         try:
             yield supervisor
         finally:

@@ -16,9 +16,9 @@ The shape to copy for any long-lived network connection:
   the handlers finish what was already received, within the grace period.
 
 What to do with each message is `handle_event`: the place for business logic. The example
-enqueues a job for orders, so they are processed durably by the job poller. While the database
-is unavailable, a handler retries its event with backoff (and the consumer is not ready): the
-reading slows down behind it instead of dropping orders.
+defers a `place_order` job for orders, so they are processed durably by the job poller. While
+the database is unavailable, a handler retries its event with backoff (and the consumer is not
+ready): the reading slows down behind it instead of dropping orders.
 """
 
 from __future__ import annotations
@@ -32,12 +32,27 @@ import trio_websocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from structlog.typing import FilteringBoundLogger
 
-from service import Backoff, WorkerContext, unit_of_work, worker
-from service.jobs import JobTable
-from service.logs import RateLimitedLog
-from service.observability import metrics
-from service.outage import DatabaseOutage
-from service.resources.websocket import connect_websocket, split_url
+from service import (
+    Backoff,
+    Database,
+    DatabaseOutage,
+    JobContext,
+    RateLimitedLog,
+    WorkerContext,
+    connect_websocket,
+    db,
+    job,
+    metrics,
+    split_url,
+    unit_of_work,
+    worker,
+)
+
+CONNECTED = metrics.gauge("service_feed_connected", "1 while the feed consumer is connected.")
+MESSAGES = metrics.counter("service_feed_messages", "Messages the feed consumer received.")
+BAD_MESSAGES = metrics.counter(
+    "service_feed_bad_messages", "Messages the feed consumer rejected as malformed."
+)
 
 
 class FeedConsumerSettings(BaseModel):
@@ -91,12 +106,21 @@ def parse(message: str | bytes, max_size: int) -> FeedEvent:
         raise BadMessage(f"wrong shape: {where}: {first['msg']}") from None
 
 
-async def handle_event(
-    event: FeedEvent, *, trace_id: str, jobs: JobTable, log: FilteringBoundLogger
-) -> None:
-    """The business logic for one feed event, inside its unit of work (`trace_id`)."""
+class Order(BaseModel):
+    order: dict[str, Any]
+
+
+@job()
+async def place_order(payload: Order, ctx: JobContext) -> None:
+    """An order from the feed, durably, in the job poller. Real work goes here: reserve stock,
+    charge, ..."""
+    ctx.log.info("order.placed", order=payload.order)
+
+
+async def handle_event(event: FeedEvent, *, db: Database, log: FilteringBoundLogger) -> None:
+    """The business logic for one feed event, inside its unit of work."""
     if event.type == "order":
-        [job_id] = await jobs.enqueue([{"type": "order", "order": event.data}], trace_id=trace_id)
+        job_id = await place_order.defer(db, Order(order=event.data))
         log.info("feed.order", seq=event.seq, job_id=job_id)
     else:
         log.debug("feed.event", type=event.type, seq=event.seq)
@@ -115,7 +139,7 @@ class _Ended(Exception):
     """Why a connection ended (its message is the `reason` of `feed.disconnected`)."""
 
 
-@worker(uses=("db",), grace=5.0, settings=FeedConsumerSettings)
+@worker(uses=[db], grace=5.0, settings=FeedConsumerSettings)
 async def feed_consumer(
     ctx: WorkerContext[FeedConsumerSettings],
     *,
@@ -137,7 +161,6 @@ class _Consumer:
     def __init__(self, ctx: WorkerContext[FeedConsumerSettings]) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
-        self.jobs = JobTable(ctx.db)
         self.outage = DatabaseOutage(ctx)
         self.bad_messages = RateLimitedLog(
             ctx.log, "feed.bad_message", period=ctx.settings.bad_message_log_period
@@ -151,10 +174,8 @@ class _Consumer:
         """One of the handler tasks: each event is a unit of work of its own."""
         async with events:
             async for event in events:
-                with unit_of_work(event.trace_id) as trace_id:
-                    handle = partial(
-                        handle_event, event, trace_id=trace_id, jobs=self.jobs, log=self.ctx.log
-                    )
+                with unit_of_work(event.trace_id):
+                    handle = partial(handle_event, event, db=self.ctx.db, log=self.ctx.log)
                     try:
                         await self.outage.retry(handle)
                     except Exception:  # one failed message must not stop the others
@@ -183,14 +204,14 @@ class _Consumer:
                         self.connecting.clear()
                         ctx.ready()
                         ctx.log.info("feed.connected", url=settings.url)
-                        metrics.FEED_CONNECTED.set(1)
+                        CONNECTED.set(1)
                         await self.serve(connection, send)
                 reason = "service stopping"
             except _CONNECTION_FAILURES as exc:
                 reason = _failure_reason(exc, settings.connect_timeout)
             finally:
                 self.connecting.clear()
-                metrics.FEED_CONNECTED.set(0)
+                CONNECTED.set(0)
             if ctx.stopping.is_set():
                 ctx.log.info("feed.disconnected", url=settings.url, reason="service stopping")
                 return
@@ -241,11 +262,11 @@ class _Consumer:
     ) -> None:
         while True:
             message = await connection.get_message()
-            metrics.FEED_MESSAGES.inc()
+            MESSAGES.inc()
             try:
                 event = parse(message, self.settings.max_message_size)
             except BadMessage as exc:
-                metrics.FEED_BAD_MESSAGES.inc()
+                BAD_MESSAGES.inc()
                 self.bad_messages.warning(reason=str(exc))
                 continue
             try:

@@ -1,0 +1,356 @@
+"""The job poller: claims due jobs and runs each in its own task, under a per-job timeout.
+
+It wakes at once when a job is enqueued in this process (or, on PostgreSQL, in any other), and
+otherwise polls every `poll_interval` seconds; no busy loop. It never holds more than
+`concurrency` jobs. A job that fails is retried with backoff, up to its `max_attempts`, then
+dead-lettered with its error; a job that cannot succeed (a malformed payload, one that fails
+its model's validation) is dead-lettered at once. A job of a type this process does not know
+is retried with backoff instead: a newer replica may know it. At the soft stop the poller claims
+nothing more and lets the jobs in flight finish within its grace period; a job cut short by the
+hard stop gives its lease back, so a restart picks it up at once instead of after the lease
+expires.
+
+While the database is unavailable (PostgreSQL down, restarting, unreachable) the poller is not
+ready and backs off instead of crashing: claims wait, and the outcome of a job that finished
+meanwhile is recorded once the database is back. A job whose outcome never gets recorded
+(the hard stop came first) keeps its lease, and is delivered again when the lease expires.
+
+Delivery is at least once: a job must tolerate running again (say, after a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Self
+
+import trio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from structlog.typing import FilteringBoundLogger
+
+from service.backoff import Backoff
+from service.jobs.job import REGISTERED, TYPE_KEY, JobContext
+from service.jobs.table import Job, JobTable, MalformedPayload
+from service.logs import unit_of_work
+from service.metrics import counter, gauge
+from service.outage import DatabaseOutage
+from service.resources import DatabaseUnavailable, Resources
+from service.supervision.outcome import cancellation_in
+from service.worker import WorkerContext, WorkerSpec
+
+JOBS = counter(
+    "service_jobs", "Jobs finished, by outcome (done, failed, retried).", labels=["outcome"]
+)
+JOBS_QUEUED = gauge(
+    "service_jobs_queued", "Jobs in the job table, by state (pending, leased).", labels=["state"]
+)
+
+
+class JobsSettings(BaseModel):
+    """`SERVICE_JOBS__*`: the poller's own settings; a job type may set its own attempts and
+    timeout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    poll_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    concurrency: int = Field(default=10, ge=1)
+    job_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_initial: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    retry_cap: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _timeout_within_lease(self) -> Self:
+        # A job still running when its lease expires is handed to another worker as well.
+        if self.job_timeout >= self.lease_seconds:
+            raise ValueError("job_timeout must be shorter than lease_seconds")
+        return self
+
+
+#: How long one attempt to record a job's outcome may take, even during the hard stop.
+SETTLE_SECONDS = 5.0
+
+
+def job_poller(*, name: str = "jobs", grace: float = 10.0) -> WorkerSpec[JobsSettings]:
+    """A worker that runs every job type of this process; its settings are `SERVICE_<NAME>__*`.
+
+    It uses the database and every resource that a job type uses, so the runtime opens those
+    before it starts and closes them after it has stopped.
+    """
+    return _PollerSpec(name=name, run=_poll, settings=JobsSettings, uses=("db",), grace=grace)
+
+
+@dataclass(frozen=True, slots=True)
+class _PollerSpec(WorkerSpec[JobsSettings]):
+    def needs(self) -> tuple[str, ...]:
+        used = {name for job_type in REGISTERED.values() for name in job_type.uses}
+        return (*self.uses, *sorted(used - set(self.uses)))
+
+
+async def _poll(
+    ctx: WorkerContext[JobsSettings],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    settings = ctx.settings
+    table = JobTable(ctx.db)
+    owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    outage = DatabaseOutage(ctx)
+    process = _Processing(
+        table,
+        owner,
+        settings,
+        Backoff(settings.retry_initial, settings.retry_cap),
+        _GroupCommit(table, owner),
+        outage,
+        ctx.log,
+        ctx.resources,
+    )
+    wakeup = _Wakeup()
+    in_flight = 0
+    # Under load, claim in batches: wait for half the slots to be free rather than claiming
+    # (one transaction) for every job that ends. An enqueue or the poll claims at once.
+    refill_at = max(1, settings.concurrency // 2)
+
+    async def run(job: Job) -> None:
+        nonlocal in_flight
+        try:
+            with unit_of_work(job.trace_id):
+                await process(job)
+        finally:
+            in_flight -= 1
+            if settings.concurrency - in_flight >= refill_at:
+                wakeup.set()
+
+    async def wake_on_enqueue() -> None:
+        while True:
+            await table.wait_for_enqueue()
+            wakeup.set()
+
+    async def wake_on_stop() -> None:
+        await ctx.stopping.wait()
+        wakeup.set()
+
+    async def report_queue_depth() -> None:
+        async for _ in ctx.every(settings.poll_interval):
+            with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
+                counts = await table.stats()
+                for state in ("pending", "leased"):
+                    JOBS_QUEUED.labels(state=state).set(counts[state])
+
+    # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
+    async with trio.open_nursery() as running, trio.open_nursery() as watchers:
+        watchers.start_soon(wake_on_enqueue)
+        watchers.start_soon(wake_on_stop)
+        watchers.start_soon(report_queue_depth)
+        task_status.started()
+        while not ctx.stopping.is_set():
+            if free := settings.concurrency - in_flight:
+                claim = partial(
+                    table.claim, free, lease_seconds=settings.lease_seconds, owner=owner
+                )
+                try:
+                    claimed = await outage.retry(claim, stop=ctx.stopping)
+                except DatabaseUnavailable:
+                    break  # the soft stop began while waiting for the database
+                for job in claimed:
+                    in_flight += 1
+                    running.start_soon(run, job, name=f"job {job.id}")
+            # Either the queue is drained or the slots are busy: wait for an enqueue, free
+            # slots or the stop, or poll again after the interval.
+            with trio.move_on_after(settings.poll_interval):
+                await wakeup.wait()
+        watchers.cancel_scope.cancel(reason="the soft stop: no more claims")
+
+
+@dataclass(frozen=True, slots=True)
+class _Processing:
+    """How this poller runs one job to its outcome, and records it."""
+
+    table: JobTable
+    owner: str
+    settings: JobsSettings
+    retry_backoff: Backoff
+    acknowledgements: _GroupCommit
+    outage: DatabaseOutage
+    log: FilteringBoundLogger
+    resources: Resources
+
+    async def __call__(self, job: Job) -> None:
+        settings, log = self.settings, self.log
+        document = job.payload
+        if isinstance(document, MalformedPayload):
+            await self._fail(job, str(document))
+            return
+        if not isinstance(document, dict) or not isinstance(document.get(TYPE_KEY), str):
+            await self._fail(job, f"payload must be a JSON object with a string {TYPE_KEY!r}")
+            return
+        job_type = REGISTERED.get(document[TYPE_KEY])
+        if job_type is None:
+            await self._retry_unknown(job, document[TYPE_KEY])
+            return
+        max_attempts = job_type.max_attempts or settings.max_attempts
+        if job.attempt > max_attempts:  # its lease expired every time: workers died
+            await self._fail(job, f"abandoned after {job.attempt - 1} attempts (lease expired)")
+            return
+        try:
+            payload = job_type.payload.model_validate(
+                {key: value for key, value in document.items() if key != TYPE_KEY}
+            )
+        except ValidationError as exc:
+            await self._fail(job, f"invalid {job_type.name} payload: {_one_line(exc)}")
+            return
+        context = JobContext(
+            job.id,
+            job.trace_id,
+            job.attempt,
+            log.bind(job_id=job.id, trace_id=job.trace_id),
+            self.resources.only(job_type.uses),
+        )
+        timeout = job_type.timeout or settings.job_timeout
+        try:
+            with trio.fail_after(timeout):
+                await job_type.function(payload, context)
+        except trio.TooSlowError:
+            await self._retry_or_fail(job, max_attempts, f"timed out after {timeout:g}s", None)
+        except Exception as exc:  # noqa: BLE001  # any failure of the job is the job's outcome
+            error = f"{type(exc).__name__}: {exc}"
+            await self._retry_or_fail(job, max_attempts, error, exc)
+        except BaseException as exc:
+            if cancellation_in(exc) is not None:
+                # The hard stop cut it short (its `Cancelled` alone, or out of the job's own
+                # nurseries): give it back now rather than when the lease expires.
+                await self._settle(partial(self.table.release, job, owner=self.owner), job)
+                log.info("job.released", job_id=job.id, attempt=job.attempt)
+            raise
+        else:
+            log.info("job.done", job_id=job.id, attempt=job.attempt)
+            JOBS.labels(outcome="done").inc()
+            await self._settle(partial(self.acknowledgements.complete, job), job)
+
+    async def _retry_unknown(self, job: Job, type_name: str) -> None:
+        """A type this process does not know: another version's, during a rolling update.
+        Retried with backoff, never dead-lettered for it: a process that knows it will come."""
+        error = f"no job type {type_name!r} in this process"
+        delay = self.retry_backoff.delay(job.attempt)
+        await self._settle(
+            partial(self.table.retry, job, error, delay=delay, owner=self.owner), job
+        )
+        self.log.warning("job.unknown_type", job_id=job.id, type=type_name, delay_s=round(delay, 3))
+        JOBS.labels(outcome="retried").inc()
+
+    async def _retry_or_fail(
+        self, job: Job, max_attempts: int, error: str, exc: Exception | None
+    ) -> None:
+        if job.attempt >= max_attempts:
+            await self._fail(job, error, exc)
+            return
+        delay = self.retry_backoff.delay(job.attempt)
+        await self._settle(
+            partial(self.table.retry, job, error, delay=delay, owner=self.owner), job
+        )
+        self.log.warning(
+            "job.retrying",
+            job_id=job.id,
+            attempt=job.attempt,
+            error=error,
+            delay_s=round(delay, 3),
+            exc_info=exc,
+        )
+        JOBS.labels(outcome="retried").inc()
+
+    async def _fail(self, job: Job, error: str, exc: Exception | None = None) -> None:
+        """Dead-letter the job: it stays in the table, failed, with its error."""
+        await self._settle(partial(self.table.fail, job, error, owner=self.owner), job)
+        self.log.error("job.failed", job_id=job.id, attempt=job.attempt, error=error, exc_info=exc)
+        JOBS.labels(outcome="failed").inc()
+
+    async def _settle(self, record: Callable[[], Awaitable[bool]], job: Job) -> None:
+        """Record a finished job's outcome, retrying while the database is unavailable.
+
+        Each attempt is shielded from the hard stop, for at most SETTLE_SECONDS: a job that is
+        done stays done. The waits between attempts are not: the hard stop ends them, and the
+        job, still leased, is delivered again once its lease expires.
+        """
+
+        async def attempt() -> bool | None:
+            with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_SECONDS):
+                return await record()
+            return None  # the attempt took too long
+
+        recorded = await self.outage.retry(attempt)
+        if recorded is None:
+            self.log.warning("job.settle_timeout", job_id=job.id, attempt=job.attempt)
+        elif not recorded:
+            self.log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
+
+
+class _GroupCommit:
+    """Marks jobs done in groups: one transaction for every job that finished meanwhile.
+
+    A job that finishes while another group is being committed joins the next one, which
+    the first of its members to get the lock commits for all of them. Each job still returns
+    only once its own completion is recorded; one transaction per job would cost a thread
+    round trip per job and cap throughput at a fraction of what SQLite can do.
+    """
+
+    def __init__(self, table: JobTable, owner: str) -> None:
+        self._table = table
+        self._owner = owner
+        self._lock = trio.Lock()
+        self._open = _Group()
+
+    async def complete(self, job: Job) -> bool:
+        """Mark `job` done; False if its lease was lost. While the database is unavailable,
+        every member of the group raises `DatabaseUnavailable` (each then retries in a later
+        group of its own)."""
+        group = self._open
+        group.jobs.append(job)
+        async with self._lock:
+            # Unless an earlier member committed it, or found the database unavailable. (If
+            # its commit failed otherwise, or was cut short, this member tries again.)
+            if group.done is None and group.unavailable is None:
+                if self._open is group:
+                    self._open = _Group()
+                try:
+                    group.done = await self._table.complete(group.jobs, owner=self._owner)
+                except DatabaseUnavailable as exc:
+                    group.unavailable = str(exc)
+        if group.unavailable is not None:
+            raise DatabaseUnavailable(group.unavailable)
+        assert group.done is not None  # committed, by this member or an earlier one
+        return job.id in group.done
+
+
+@dataclass(slots=True)
+class _Group:
+    jobs: list[Job] = field(default_factory=list)
+    done: set[str] | None = None  # the ids marked done, once committed
+    unavailable: str | None = None  # why the commit failed, if the database was unavailable
+
+
+class _Wakeup:
+    """A wake-up for one waiter: a `set()` before the `wait()` is not lost."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+
+def _one_line(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'payload'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    )
