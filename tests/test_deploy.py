@@ -63,7 +63,7 @@ def test_the_configuration_is_valid_and_the_dsn_comes_from_the_secret(
 ) -> None:
     assert "SERVICE_DB__URL" not in load("configmap.yaml")["data"]  # the password: Secret only
     config = registry.load(environment)  # raises ConfigError naming any unknown or bad key
-    assert config.settings.db.url.startswith("postgresql://")
+    assert config.resource_settings["db"].url.startswith("postgresql://")
 
 
 def test_the_grace_period_covers_the_shutdown_timeout_which_covers_the_workers(

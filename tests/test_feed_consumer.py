@@ -19,18 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import trio
 import trio.testing
 import trio_websocket
 from structlog.typing import FilteringBoundLogger
 
+import service
 import service.workers.feed_consumer as consumer_module
 from service.jobs import JobTable
 from service.observability import metrics
-from service.resources import Database, Resources
+from service.resources import Database
 from service.resources.sqlite import open_sqlite
 from service.supervision import Supervisor
-from service.testing import open_fds, supervised
+from service.testing import open_fds, provide, supervised
 from service.workers.feed import FeedSettings, feed
 from service.workers.feed_consumer import FeedConsumerSettings, FeedEvent, feed_consumer
 from tests.conftest import Events
@@ -64,17 +66,15 @@ class Handled:
         self.real = False
         self._waiting: list[tuple[int, trio.Event]] = []
 
-    async def __call__(
-        self, event: FeedEvent, *, trace_id: str, jobs: JobTable, log: FilteringBoundLogger
-    ) -> None:
+    async def __call__(self, event: FeedEvent, *, db: Database, log: FilteringBoundLogger) -> None:
         if self.gate is not None:
             await self.gate.wait()
         if self.delay:
             await trio.sleep(self.delay)
         if self.real:
-            await original_handle_event(event, trace_id=trace_id, jobs=jobs, log=log)
+            await original_handle_event(event, db=db, log=log)
         self.events.append(event)
-        self.trace_ids.append(trace_id)
+        self.trace_ids.append(structlog.contextvars.get_contextvars()["trace_id"])
         for count, reached in self._waiting:
             if len(self.events) >= count:
                 reached.set()
@@ -127,7 +127,7 @@ def settings(url: str, **overrides: Any) -> dict[str, FeedConsumerSettings]:
 async def consumer(db: Database, url: str, **overrides: Any) -> AsyncIterator[Supervisor]:
     """The real worker under a real supervisor; leaving the block is the soft stop."""
     async with supervised(
-        feed_consumer, settings=settings(url, **overrides), resources=Resources(db=db)
+        feed_consumer, settings=settings(url, **overrides), resources=[provide(service.db, db)]
     ) as supervisor:
         with trio.fail_after(PATIENCE):
             await supervisor.ready.wait()
@@ -217,7 +217,7 @@ async def test_consumes_the_demo_feed_orders_become_jobs_each_message_its_own_tr
     assert {(line["job_id"], line["trace_id"]) for line in orders} == {
         (job_id, trace_id) for job_id, trace_id, _ in jobs
     }
-    assert all(json.loads(payload)["type"] == "order" for *_, payload in jobs)
+    assert all(json.loads(payload)["type"] == "place_order" for *_, payload in jobs)
 
 
 async def test_is_ready_only_once_connected(db: Database, handled: Handled, events: Events) -> None:

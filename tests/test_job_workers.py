@@ -1,13 +1,12 @@
 """The ticker and the job poller under a real supervisor, on virtual time.
 
-The database runs in threads, which the virtual clock cannot see: to it, a task waiting for a
-query is idle, and it would jump ahead while the query runs. So the clock is held still while
-any query is on its way (`ClockHoldingDatabase`), and the tests stay exact on a loaded machine.
+The database runs in threads, which the virtual clock cannot see: `memory_database(clock)`
+holds the clock still while any query is on its way, so the tests stay exact on a loaded
+machine.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,19 @@ from unittest.mock import ANY
 import pytest
 import trio
 import trio.testing
+from pydantic import BaseModel, ConfigDict
 
-from service.jobs import JobTable
+import service
+from service.jobs import REGISTERED, JobsSettings, JobTable, JobType
 from service.observability import metrics
-from service.resources import Database, Resources
+from service.resources import Database
 from service.resources.sqlite import open_sqlite
-from service.testing import supervised
-from service.workers.jobs import HANDLERS, JobsSettings, jobs
+from service.testing import memory_database, provide, supervised, virtual_wall_clock
+from service.workers.jobs import jobs
 from service.workers.ticker import TickerSettings, ticker
 from tests.conftest import Events
 
-EPOCH = 1_700_000_000.0
-Handler = Callable[[dict[str, Any], Any], Awaitable[None]]
+Handler = Callable[[Any, Any], Awaitable[None]]
 
 
 AUTOJUMP = 0.01
@@ -39,36 +39,18 @@ def clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=AUTOJUMP)
 
 
-class ClockHoldingDatabase:
-    """A database whose queries stop the virtual clock from jumping while they run."""
-
-    def __init__(self, db: Database, clock: trio.testing.MockClock) -> None:
-        self._db = db
-        self._clock = clock
-        self._queries = 0
-
-    async def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        self._queries += 1
-        self._clock.autojump_threshold = math.inf
-        try:
-            return await self._db.transaction(*args, **kwargs)
-        finally:
-            self._queries -= 1
-            if not self._queries:
-                self._clock.autojump_threshold = AUTOJUMP
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-
-def virtual_wall_clock() -> float:
-    return EPOCH + trio.current_time()
-
-
 @pytest.fixture
 async def db(clock: trio.testing.MockClock) -> AsyncIterator[Database]:
-    async with open_sqlite("sqlite:///:memory:", clock=virtual_wall_clock) as database:
-        yield ClockHoldingDatabase(database, clock)  # type: ignore[misc]
+    async with memory_database(clock) as database:
+        yield database
+
+
+class Anything(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Count(BaseModel):
+    n: int
 
 
 def poller_settings(**overrides: Any) -> dict[str, JobsSettings]:
@@ -76,8 +58,9 @@ def poller_settings(**overrides: Any) -> dict[str, JobsSettings]:
     return {"jobs": JobsSettings(**values)}
 
 
-def use_handler(monkeypatch: pytest.MonkeyPatch, handler: Handler) -> None:
-    monkeypatch.setitem(HANDLERS, "test", handler)
+def use_handler(monkeypatch: pytest.MonkeyPatch, handler: Handler, model: Any = Anything) -> None:
+    """Job type "test" runs `handler` for this test only."""
+    monkeypatch.setitem(REGISTERED, "test", JobType("test", handler, model))
 
 
 async def rows(db: Database) -> list[tuple[str, str, int, str | None]]:
@@ -93,11 +76,13 @@ async def test_an_enqueue_in_this_process_wakes_the_poller_at_once(
 ) -> None:
     handled = trio.Event()
 
-    async def record(payload: dict[str, Any], log: Any) -> None:
+    async def record(payload: Any, ctx: Any) -> None:
         handled.set()
 
     use_handler(monkeypatch, record)
-    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+    async with supervised(
+        jobs, settings=poller_settings(), resources=[provide(service.db, db)]
+    ) as sup:
         await sup.ready.wait()
         await trio.sleep(5)
         enqueued_at = trio.current_time()
@@ -118,7 +103,7 @@ async def test_jobs_from_another_process_are_found_by_polling(
 ) -> None:
     handled = trio.Event()
 
-    async def record(payload: dict[str, Any], log: Any) -> None:
+    async def record(payload: Any, ctx: Any) -> None:
         handled.set()
 
     use_handler(monkeypatch, record)
@@ -127,7 +112,7 @@ async def test_jobs_from_another_process_are_found_by_polling(
         open_sqlite(url, clock=virtual_wall_clock) as ours,
         open_sqlite(url, clock=virtual_wall_clock) as theirs,  # no in-process wake-up
         supervised(
-            jobs, settings=poller_settings(poll_interval=5.0), resources=Resources(db=ours)
+            jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, ours)]
         ) as sup,
     ):
         await sup.ready.wait()
@@ -150,7 +135,7 @@ async def test_an_idle_poller_polls_once_per_interval(
 
     monkeypatch.setattr(JobTable, "claim", counting_claim)
     async with supervised(
-        jobs, settings=poller_settings(poll_interval=5.0), resources=Resources(db=db)
+        jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, db)]
     ) as sup:
         await sup.ready.wait()
         await trio.sleep(60)
@@ -160,12 +145,12 @@ async def test_an_idle_poller_polls_once_per_interval(
 async def test_failures_are_retried_with_backoff_then_dead_lettered(
     clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
 ) -> None:
-    async def broken(payload: dict[str, Any], log: Any) -> None:
+    async def broken(payload: Any, ctx: Any) -> None:
         raise RuntimeError("downstream refused")
 
     use_handler(monkeypatch, broken)
     settings = poller_settings(poll_interval=0.5, max_attempts=3, retry_initial=2, retry_cap=4)
-    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
         await sup.ready.wait()
         [job_id] = await JobTable(db).enqueue([{"type": "test"}])
         await trio.sleep(30)
@@ -182,12 +167,12 @@ async def test_failures_are_retried_with_backoff_then_dead_lettered(
 async def test_a_job_over_its_timeout_is_cut_short_and_retried(
     clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
 ) -> None:
-    async def hangs(payload: dict[str, Any], log: Any) -> None:
+    async def hangs(payload: Any, ctx: Any) -> None:
         await trio.sleep_forever()
 
     use_handler(monkeypatch, hangs)
     settings = poller_settings(job_timeout=5.0, max_attempts=2, retry_initial=0, retry_cap=0)
-    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
         await sup.ready.wait()
         [job_id] = await JobTable(db).enqueue([{"type": "test"}])
         await trio.sleep(30)
@@ -198,15 +183,31 @@ async def test_a_job_over_its_timeout_is_cut_short_and_retried(
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        ({"type": "nobody-handles-this"}, "no handler for job type 'nobody-handles-this'"),
+        (
+            {"type": "test", "n": "seven"},
+            "invalid test payload: n: Input should be a valid integer, unable to parse string"
+            " as an integer",
+        ),
+        ({"type": "test"}, "invalid test payload: n: Field required"),
         ([1, 2, 3], "payload must be a JSON object with a string 'type'"),
         ({"kind": "test"}, "payload must be a JSON object with a string 'type'"),
     ],
 )
-async def test_a_job_that_cannot_succeed_is_dead_lettered_at_once(
-    clock: trio.testing.MockClock, db: Database, events: Events, payload: Any, error: str
+async def test_a_job_that_cannot_succeed_is_dead_lettered_at_once(  # noqa: PLR0917  # fixtures
+    clock: trio.testing.MockClock,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    events: Events,
+    payload: Any,
+    error: str,
 ) -> None:
-    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+    async def must_not_run(payload: Count, ctx: Any) -> None:
+        raise AssertionError("an invalid payload reached the job")
+
+    use_handler(monkeypatch, must_not_run, Count)
+    async with supervised(
+        jobs, settings=poller_settings(), resources=[provide(service.db, db)]
+    ) as sup:
         await sup.ready.wait()
         [job_id] = await JobTable(db).enqueue([payload])
         await trio.sleep(5)
@@ -214,12 +215,37 @@ async def test_a_job_that_cannot_succeed_is_dead_lettered_at_once(
     assert await rows(db) == [(job_id, "failed", 1, error)]
 
 
+async def test_a_type_this_process_does_not_know_is_retried_with_backoff_never_dead_lettered(
+    clock: trio.testing.MockClock, db: Database, events: Events
+) -> None:
+    """A rolling update: another version's job type reaches a poller that does not know it."""
+    settings = poller_settings(poll_interval=0.5, max_attempts=2, retry_initial=1, retry_cap=4)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "from_a_newer_version"}])
+        await trio.sleep(40)
+    unknown = events.named("job.unknown_type")
+    assert len(unknown) >= 5  # well past max_attempts, and still not dead-lettered
+    assert {e["type"] for e in unknown} == {"from_a_newer_version"}
+    assert all(e["delay_s"] <= 4.0 for e in unknown)
+    assert events.named("job.failed") == []
+    [(row_id, state, attempts, error)] = await rows(db)
+    assert (row_id, state, error) == (
+        job_id,
+        "pending",
+        "no job type 'from_a_newer_version' in this process",
+    )
+    assert attempts == len(unknown)
+
+
 async def test_a_corrupt_stored_payload_is_dead_lettered_with_the_reason(
     clock: trio.testing.MockClock, db: Database
 ) -> None:
     await JobTable(db).enqueue([{"type": "test"}])
     await db.transaction(lambda c: c.execute("UPDATE jobs SET payload = 'not json'"))
-    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+    async with supervised(
+        jobs, settings=poller_settings(), resources=[provide(service.db, db)]
+    ) as sup:
         await sup.ready.wait()
         await trio.sleep(5)
     [(_, state, _, error)] = await rows(db)
@@ -233,7 +259,7 @@ async def test_a_job_whose_worker_died_is_claimed_again_when_its_lease_expires(
 ) -> None:
     handled = trio.Event()
 
-    async def ok(payload: dict[str, Any], log: Any) -> None:
+    async def ok(payload: Any, ctx: Any) -> None:
         handled.set()
 
     use_handler(monkeypatch, ok)
@@ -242,7 +268,7 @@ async def test_a_job_whose_worker_died_is_claimed_again_when_its_lease_expires(
     await table.claim(1, lease_seconds=30, owner="a worker that died")
     start = trio.current_time()
     async with supervised(
-        jobs, settings=poller_settings(poll_interval=1.0), resources=Resources(db=db)
+        jobs, settings=poller_settings(poll_interval=1.0), resources=[provide(service.db, db)]
     ) as sup:
         await sup.ready.wait()
         await handled.wait()
@@ -256,7 +282,7 @@ async def test_a_job_abandoned_too_often_is_dead_lettered_not_run(
 ) -> None:
     ran = False
 
-    async def must_not_run(payload: dict[str, Any], log: Any) -> None:
+    async def must_not_run(payload: Any, ctx: Any) -> None:
         nonlocal ran
         ran = True
 
@@ -267,7 +293,7 @@ async def test_a_job_abandoned_too_often_is_dead_lettered_not_run(
         await table.claim(1, lease_seconds=1, owner=owner)
         await trio.sleep(2)
     settings = poller_settings(poll_interval=1.0, max_attempts=2)
-    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
         await sup.ready.wait()
         await trio.sleep(3)
     [(_, state, attempts, error)] = await rows(db)
@@ -281,7 +307,7 @@ async def test_never_more_jobs_in_flight_than_the_concurrency(
     running = most = finished = 0
     all_done = trio.Event()
 
-    async def slow(payload: dict[str, Any], log: Any) -> None:
+    async def slow(payload: Any, ctx: Any) -> None:
         nonlocal running, most, finished
         running += 1
         most = max(most, running)
@@ -293,7 +319,7 @@ async def test_never_more_jobs_in_flight_than_the_concurrency(
 
     use_handler(monkeypatch, slow)
     async with supervised(
-        jobs, settings=poller_settings(concurrency=3), resources=Resources(db=db)
+        jobs, settings=poller_settings(concurrency=3), resources=[provide(service.db, db)]
     ) as sup:
         await sup.ready.wait()
         await JobTable(db).enqueue([{"type": "test"}] * 10)
@@ -306,12 +332,14 @@ async def test_the_soft_stop_lets_jobs_in_flight_finish_within_grace(
 ) -> None:
     started = trio.Event()
 
-    async def takes_three_seconds(payload: dict[str, Any], log: Any) -> None:
+    async def takes_three_seconds(payload: Any, ctx: Any) -> None:
         started.set()
         await trio.sleep(3)
 
     use_handler(monkeypatch, takes_three_seconds)
-    async with supervised(jobs, settings=poller_settings(), resources=Resources(db=db)) as sup:
+    async with supervised(
+        jobs, settings=poller_settings(), resources=[provide(service.db, db)]
+    ) as sup:
         await sup.ready.wait()
         [job_id] = await JobTable(db).enqueue([{"type": "test"}])
         await started.wait()
@@ -327,14 +355,14 @@ async def test_the_hard_stop_releases_unfinished_jobs_for_the_next_run(
 ) -> None:
     started = trio.Event()
 
-    async def takes_too_long(payload: dict[str, Any], log: Any) -> None:
+    async def takes_too_long(payload: Any, ctx: Any) -> None:
         started.set()
         await trio.sleep(100)
 
     use_handler(monkeypatch, takes_too_long)
     # Longer than the poller's grace (10 s), so the hard stop comes first.
     settings = poller_settings(job_timeout=20.0)
-    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
         await sup.ready.wait()
         [job_id] = await JobTable(db).enqueue([{"type": "test"}])
         await started.wait()
@@ -347,11 +375,36 @@ async def test_the_hard_stop_releases_unfinished_jobs_for_the_next_run(
     assert (job.id, job.attempt) == (job_id, 1)
 
 
+async def test_the_hard_stop_releases_a_job_cancelled_inside_its_own_nursery(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    """Its `Cancelled` comes out wrapped in the job's nursery's exception group."""
+    started = trio.Event()
+
+    async def fans_out(payload: Any, ctx: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 100)
+            nursery.start_soon(trio.sleep, 100)
+            started.set()
+
+    use_handler(monkeypatch, fans_out)
+    settings = poller_settings(job_timeout=20.0)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+        await started.wait()
+    [released] = events.named("job.released")
+    assert released["job_id"] == job_id
+    assert await rows(db) == [(job_id, "pending", 0, None)]
+
+
 async def test_ticks_become_done_jobs_with_the_same_trace_id(
     clock: trio.testing.MockClock, db: Database, events: Events
 ) -> None:
     settings = {**poller_settings(), "ticker": TickerSettings(interval=2.0)}
-    async with supervised(jobs, ticker, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(
+        jobs, ticker, settings=settings, resources=[provide(service.db, db)]
+    ) as sup:
         await sup.ready.wait()
         await trio.sleep(9)
     ticks = events.named("tick")
@@ -371,16 +424,19 @@ async def test_outcomes_and_queue_depth_reach_the_metrics(
 
     release = trio.Event()
 
-    async def held(payload: dict[str, Any], log: Any) -> None:
+    class MaybeCount(BaseModel):
+        n: int | None = None
+
+    async def held(payload: Any, ctx: Any) -> None:
         await release.wait()
 
-    use_handler(monkeypatch, held)
+    use_handler(monkeypatch, held, MaybeCount)
     done_before = sample("service_jobs_total", outcome="done")
     failed_before = sample("service_jobs_total", outcome="failed")
     settings = poller_settings(poll_interval=1.0, concurrency=1)
-    async with supervised(jobs, settings=settings, resources=Resources(db=db)) as sup:
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
         await sup.ready.wait()
-        await JobTable(db).enqueue([{"type": "test"}] * 3 + [{"type": "nope"}])
+        await JobTable(db).enqueue([{"type": "test"}] * 3 + [{"type": "test", "n": []}])
         await trio.sleep(2.5)
         assert sample("service_jobs_queued", state="leased") == 1  # one slot, held
         assert sample("service_jobs_queued", state="pending") == 3

@@ -29,17 +29,21 @@ PATIENCE = 15.0
 #: A poller whose "slow" jobs take long enough that some are always in flight at a signal.
 SLOW_JOBS = """
     import trio
+    from pydantic import BaseModel
 
-    from service.workers.jobs import HANDLERS, jobs
+    from service import JobContext, job
+    from service.workers.jobs import jobs
 
 
-    async def handle_slow(payload, log):
-        log.info("slow.begin")
+    class Slow(BaseModel):
+        pass
+
+
+    @job()
+    async def slow(payload: Slow, ctx: JobContext) -> None:
+        ctx.log.info("slow.begin")
         await trio.sleep(0.3)
-        log.info("slow.end")
-
-
-    HANDLERS["slow"] = handle_slow
+        ctx.log.info("slow.end")
 """
 
 SLOW = json.dumps({"type": "slow"})
@@ -309,7 +313,7 @@ async def test_the_jobs_cli_enqueues_reports_rejects_and_the_poller_dead_letters
         assert result.returncode == 2
         assert "--count" in result.stderr.decode()
 
-        await enqueue(env, 1, '{"type":"no_such_type"}')
+        await enqueue(env, 1, '{"type":"echo","message":["not","text"]}')
         assert len(read_jobs(db)) == 4  # the rejected commands added nothing
 
         async with ServiceProcess(env, patience=PATIENCE) as service:
@@ -325,12 +329,12 @@ async def test_the_jobs_cli_enqueues_reports_rejects_and_the_poller_dead_letters
 
     assert [line["message"] for line in service.events("job.echo")] == ["hi"] * 3
     [failed] = service.events("job.failed")
-    assert "no_such_type" in failed["error"]
+    assert failed["error"] == "invalid echo payload: message: Input should be a valid string"
     assert service.events("job.retrying") == []
     [dead] = [job for job in read_jobs(db).values() if job["state"] == "failed"]
     assert dead["id"] == failed["job_id"]
-    assert json.loads(dead["payload"]) == {"type": "no_such_type"}
-    assert "no_such_type" in dead["last_error"]
+    assert json.loads(dead["payload"]) == {"type": "echo", "message": ["not", "text"]}
+    assert dead["last_error"] == failed["error"]
     assert dead["attempts"] == 1  # dead-lettered at once, not retried
     assert dead["lease_owner"] is None
 

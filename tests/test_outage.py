@@ -14,15 +14,17 @@ from typing import Any, TypeVar
 import pytest
 import trio
 import trio.testing
+from pydantic import BaseModel, ConfigDict
 
+import service
 from service import Backoff, NoSettings, WorkerContext
-from service.jobs import JobTable
+from service.jobs import REGISTERED, JobsSettings, JobTable, JobType
 from service.outage import DatabaseOutage
-from service.resources import Database, DatabaseUnavailable, Resources
+from service.resources import Database, DatabaseUnavailable
 from service.resources.database import Connection, Dialect
 from service.resources.sqlite import open_sqlite
-from service.testing import supervised
-from service.workers.jobs import HANDLERS, JobsSettings, jobs
+from service.testing import provide, supervised
+from service.workers.jobs import jobs
 from service.workers.ticker import TickerSettings, ticker
 from tests.conftest import Events
 
@@ -53,6 +55,10 @@ class Outage:
 
     async def wait_for_notification(self, channel: str) -> None:
         await self._db.wait_for_notification(channel)
+
+
+class Anything(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
 
 @pytest.fixture
@@ -101,15 +107,15 @@ async def test_the_poller_waits_out_an_outage_not_ready_then_does_the_work(
     handled: list[int] = []
     all_handled = trio.Event()
 
-    async def record(payload: dict[str, Any], log: Any) -> None:
-        handled.append(payload["n"])
+    async def record(payload: Any, ctx: Any) -> None:
+        handled.append(payload.n)
         if len(handled) == 3:
             all_handled.set()
 
-    monkeypatch.setitem(HANDLERS, "test", record)
+    monkeypatch.setitem(REGISTERED, "test", JobType("test", record, Anything))
     await JobTable(db).enqueue([{"type": "test", "n": n} for n in range(3)])
     outage.down = True
-    async with supervised(jobs, settings=poller(), resources=Resources(db=outage)) as sup:
+    async with supervised(jobs, settings=poller(), resources=[provide(service.db, outage)]) as sup:
         await sup.ready.wait()
         await trio.sleep(60)
         assert sup.not_ready_reasons() == [f"worker jobs: database unavailable: {REASON}"]
@@ -140,13 +146,13 @@ async def test_a_job_done_during_an_outage_is_recorded_once_it_is_over(
     running = trio.Event()
     finish = trio.Event()
 
-    async def slow(payload: dict[str, Any], log: Any) -> None:
+    async def slow(payload: Any, ctx: Any) -> None:
         running.set()
         await finish.wait()
 
-    monkeypatch.setitem(HANDLERS, "test", slow)
+    monkeypatch.setitem(REGISTERED, "test", JobType("test", slow, Anything))
     [job_id] = await JobTable(db).enqueue([{"type": "test"}])
-    async with supervised(jobs, settings=poller(), resources=Resources(db=outage)) as sup:
+    async with supervised(jobs, settings=poller(), resources=[provide(service.db, outage)]) as sup:
         await sup.ready.wait()
         await running.wait()
         outage.down = True
@@ -172,7 +178,7 @@ async def test_the_soft_stop_during_an_outage_is_prompt(
         jobs,
         ticker,
         settings=poller() | {"ticker": TickerSettings(interval=1.0)},
-        resources=Resources(db=outage),
+        resources=[provide(service.db, outage)],
     ) as sup:
         await sup.ready.wait()
         await trio.sleep(30)
@@ -191,7 +197,9 @@ async def test_the_ticker_resumes_after_an_outage(
     clock: trio.testing.MockClock, db: Database, outage: Outage, events: Events
 ) -> None:
     settings = {"ticker": TickerSettings(interval=1.0)}
-    async with supervised(ticker, settings=settings, resources=Resources(db=outage)) as sup:
+    async with supervised(
+        ticker, settings=settings, resources=[provide(service.db, outage)]
+    ) as sup:
         await sup.ready.wait()
         await trio.sleep(5.5)
         before = len(events.named("tick"))

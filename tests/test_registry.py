@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import service.app
 import service.workers
 from service import registry
 from service.config import ConfigError
@@ -333,11 +334,11 @@ def test_load_resolves_orders_and_validates(make_module: ModuleMaker) -> None:
     assert config.workers[0].spec is sys.modules[module].alpha
 
 
-def test_default_selection_is_the_builtin_defaults(
+def test_default_selection_is_the_manifests_workers(
     builtin: ModuleMaker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = builtin()
-    monkeypatch.setattr(service.workers, "DEFAULT_WORKERS", (name,))
+    monkeypatch.setattr(service.app, "WORKERS", [name])
     config = registry.load({})
     assert [item.spec.name for item in config.workers] == [name]
 

@@ -45,19 +45,24 @@ REPLICA_JOBS = """
     from pathlib import Path
 
     import trio
+    from pydantic import BaseModel
 
-    from service.workers.jobs import HANDLERS, jobs
+    from service import JobContext, job
+    from service.workers.jobs import jobs
 
 
-    async def handle_work(payload, log):
-        if payload.get("gate"):
-            log.info("work.begin")
-            while not Path(payload["gate"]).exists():
+    class Work(BaseModel):
+        seconds: float
+        gate: str | None = None
+
+
+    @job()
+    async def work(payload: Work, ctx: JobContext) -> None:
+        if payload.gate:
+            ctx.log.info("work.begin")
+            while not Path(payload.gate).exists():
                 await trio.sleep(0.01)
-        await trio.sleep(payload["seconds"])
-
-
-    HANDLERS["work"] = handle_work
+        await trio.sleep(payload.seconds)
 """
 
 

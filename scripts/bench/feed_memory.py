@@ -30,11 +30,11 @@ from typing import Any
 import _common
 import trio
 
+import service
 import service.workers.feed_consumer as consumer_module
 from service import logs
-from service.resources import Resources
 from service.resources.sqlite import open_sqlite
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.workers.feed_consumer import FeedConsumerSettings, feed_consumer
 
 BENCH = "feed_memory"
@@ -96,7 +96,9 @@ async def measure(
     settings = {"feed_consumer": FeedConsumerSettings(url=url)}
     async with (
         open_sqlite("sqlite:///:memory:") as db,
-        supervised(feed_consumer, settings=settings, resources=Resources(db=db)) as supervisor,
+        supervised(
+            feed_consumer, settings=settings, resources=[provide(service.db, db)]
+        ) as supervisor,
     ):
         await trio.sleep(warmup)
         if supervisor.not_ready_reasons():

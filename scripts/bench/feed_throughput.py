@@ -42,11 +42,11 @@ import trio
 import trio_websocket
 from websockets.asyncio.client import connect as websockets_connect
 
+import service
 import service.workers.feed_consumer as consumer_module
 from service import logs
-from service.resources import Resources
 from service.resources.sqlite import open_sqlite
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.workers.feed_consumer import FeedConsumerSettings, feed_consumer
 
 BENCH = "feed_throughput"
@@ -131,7 +131,7 @@ async def consumer(url: str, n: int) -> tuple[float, float]:
         settings = {"feed_consumer": FeedConsumerSettings(url=url)}
         async with (
             open_sqlite("sqlite:///:memory:") as db,
-            supervised(feed_consumer, settings=settings, resources=Resources(db=db)),
+            supervised(feed_consumer, settings=settings, resources=[provide(service.db, db)]),
         ):
             with trio.fail_after(120):
                 await counter.done.wait()

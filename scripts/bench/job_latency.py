@@ -30,11 +30,12 @@ import _common
 import trio
 from structlog.typing import FilteringBoundLogger
 
+import service
 from service import logs
 from service.jobs import JobTable
-from service.resources import Database, Resources
+from service.resources import Database
 from service.resources.sqlite import open_sqlite
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.workers.jobs import HANDLERS, JobsSettings, jobs
 
 BENCH = "job_latency"
@@ -58,7 +59,7 @@ async def with_poller(db: Database, n: int) -> list[float]:
     HANDLERS[JOB_TYPE] = record
     try:
         async with supervised(
-            jobs, settings={"jobs": SETTINGS}, resources=Resources(db=db)
+            jobs, settings={"jobs": SETTINGS}, resources=[provide(service.db, db)]
         ) as supervisor:
             await supervisor.ready.wait()
             await trio.sleep(0.05)  # let the first (empty) claim finish: the poller is idle

@@ -42,13 +42,13 @@ from pathlib import Path
 import _common
 import trio
 
+import service
 from service import logs
 from service.jobs import JobTable
 from service.logs import new_trace_id
-from service.resources import Resources
 from service.resources.migrations import migrate
 from service.resources.sqlite import BUSY_TIMEOUT_MS, open_sqlite
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.workers.jobs import JobsSettings, jobs
 
 BENCH = "job_throughput"
@@ -81,7 +81,9 @@ async def poller(path: Path, n: int) -> float:
     """Jobs per second: N jobs enqueued in batches, run by the `jobs` worker, until all done."""
     async with (
         open_sqlite(f"sqlite:///{path}") as db,
-        supervised(jobs, settings={"jobs": SETTINGS}, resources=Resources(db=db)) as supervisor,
+        supervised(
+            jobs, settings={"jobs": SETTINGS}, resources=[provide(service.db, db)]
+        ) as supervisor,
     ):
         await supervisor.ready.wait()
         await trio.sleep(0.05)  # let the first (empty) claim finish: the poller is idle

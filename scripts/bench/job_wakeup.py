@@ -30,11 +30,11 @@ import _common
 import trio
 from structlog.typing import FilteringBoundLogger
 
+import service
 from service import logs
 from service.jobs import JobTable
-from service.resources import Resources
 from service.resources.postgres import open_postgres
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.testing.postgres import throwaway_cluster
 from service.workers.jobs import HANDLERS, JobsSettings, jobs
 
@@ -60,7 +60,9 @@ async def latencies(url: str, n: int, *, listen: bool) -> list[float]:
         async with (
             open_postgres(url, listen=listen) as consumer,
             open_postgres(url, listen=False) as producer,
-            supervised(jobs, settings={"jobs": SETTINGS}, resources=Resources(db=consumer)) as sup,
+            supervised(
+                jobs, settings={"jobs": SETTINGS}, resources=[provide(service.db, consumer)]
+            ) as sup,
         ):
             await sup.ready.wait()
             await trio.sleep(1.5)  # the listener listens, the first claims are over: idle

@@ -23,7 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from service import resources
 from service.config import CONFIG_FILE_VARIABLE, ENV_PREFIX, Settings
+from service.registry import import_manifest
 
 SHAPES = Path(__file__).resolve().parent
 ROOT = SHAPES.parents[1]
@@ -96,7 +98,12 @@ def check_name(name: str) -> None:
         raise Refused("it is a Python keyword")
     if hasattr(builtins, name):
         raise Refused("it is a Python built-in")
-    sections = {*Settings.model_fields, CONFIG_FILE_VARIABLE.removeprefix(ENV_PREFIX).lower()}
+    import_manifest()  # the project's resources, whose sections are taken too
+    sections = {
+        *Settings.model_fields,
+        *resources.REGISTERED,
+        CONFIG_FILE_VARIABLE.removeprefix(ENV_PREFIX).lower(),
+    }
     if name in sections:
         raise Refused(
             f"{ENV_PREFIX}{name.upper()} is a setting of the service itself; the worker's "

@@ -4,6 +4,8 @@
 here for tests that want to check a region of their own.
 """
 
+from service.resources import Provided, provide
+from service.testing.database import ClockHoldingDatabase, memory_database, virtual_wall_clock
 from service.testing.harness import supervised
 from service.testing.http import HttpResponse, http_exchange, http_get
 from service.testing.inprocess import RunningService, running_service
@@ -11,6 +13,8 @@ from service.testing.leaks import ProcessSnapshot, UnraisableCollector, leaked_t
 from service.testing.process import ServiceProcess, service_env
 
 __all__ = [
+    "ClockHoldingDatabase",
+    "Provided",
     "HttpResponse",
     "ProcessSnapshot",
     "RunningService",
@@ -19,8 +23,11 @@ __all__ = [
     "http_exchange",
     "http_get",
     "leaked_tasks",
+    "memory_database",
     "open_fds",
+    "provide",
     "running_service",
     "service_env",
     "supervised",
+    "virtual_wall_clock",
 ]

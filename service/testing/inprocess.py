@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import trio
 
 from service.config import Settings
-from service.registry import ServiceConfig, start_order
+from service.registry import ServiceConfig, resource_order, start_order
 from service.runtime.service import Service
 from service.worker import AnyWorkerSpec, ConfiguredWorker
 
@@ -31,10 +31,17 @@ class RunningService:
 async def running_service(
     *specs: AnyWorkerSpec, **settings: object
 ) -> AsyncIterator[RunningService]:
-    """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`)."""
+    """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`).
+
+    The resources they use are opened with their default settings.
+    """
+    ordered = start_order(list(specs))
+    used = resource_order({spec.name: spec.needs() for spec in ordered})
     config = ServiceConfig(
         Settings.model_validate({"ops_port": 0, **settings}),
-        tuple(ConfiguredWorker(spec, spec.settings()) for spec in start_order(list(specs))),
+        tuple(ConfiguredWorker(spec, spec.settings()) for spec in ordered),
+        tuple(used),
+        {item.name: item.settings() for item in used},
     )
     service = Service(config)
     async with trio.open_nursery() as nursery:
