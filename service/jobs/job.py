@@ -155,7 +155,7 @@ def _payload_model(name: str, function: Callable[..., Any]) -> type[Any]:
         raise ValueError(f"job {name!r}: its payload type cannot be resolved: {exc}") from None
     model = hints.get(parameters[0])
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ValueError(f"job {name!r}: annotate its payload with a pydantic model")
+        raise TypeError(f"job {name!r}: annotate its payload with a pydantic model")
     if TYPE_KEY in model.model_fields:
         raise ValueError(f"job {name!r}: {TYPE_KEY!r} is reserved for the job type's name")
     return model

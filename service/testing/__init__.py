@@ -14,9 +14,9 @@ from service.testing.process import ServiceProcess, service_env
 
 __all__ = [
     "ClockHoldingDatabase",
-    "Provided",
     "HttpResponse",
     "ProcessSnapshot",
+    "Provided",
     "RunningService",
     "ServiceProcess",
     "UnraisableCollector",

@@ -65,9 +65,7 @@ class ClockHoldingDatabase:
     def now(self) -> float:
         return self._database.now()
 
-    async def transaction(
-        self, work: Callable[[Connection], T], *, notify: str | None = None
-    ) -> T:
+    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
         if not self._queries:
             self._threshold = self._clock.autojump_threshold
         self._queries += 1
