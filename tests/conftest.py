@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 import structlog
 
+from service import jobs, resources
+
 pytest_plugins = ["service.testing.plugin", "pytester", "tests.postgres_fixtures"]
 
 
@@ -38,6 +40,17 @@ def events() -> Iterator[Events]:
         processors=[structlog.contextvars.merge_contextvars]
     ) as entries:
         yield Events(entries)
+
+
+@pytest.fixture
+def declarations() -> Iterator[None]:
+    """For tests that declare resources or job types: forget them afterwards."""
+    saved_resources, saved_jobs = dict(resources.REGISTERED), dict(jobs.REGISTERED)
+    yield
+    resources.REGISTERED.clear()
+    resources.REGISTERED.update(saved_resources)
+    jobs.REGISTERED.clear()
+    jobs.REGISTERED.update(saved_jobs)
 
 
 @pytest.fixture

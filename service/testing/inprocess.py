@@ -27,23 +27,25 @@ class RunningService:
     address: tuple[str, int]
 
 
-@asynccontextmanager
-async def running_service(
-    *specs: AnyWorkerSpec, **settings: object
-) -> AsyncIterator[RunningService]:
-    """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`).
-
-    The resources they use are opened with their default settings.
-    """
+def service_config(*specs: AnyWorkerSpec, **settings: object) -> ServiceConfig:
+    """What the service would run for `specs`: `settings` over the defaults (and
+    `ops_port=0`); the resources they use, opened with their default settings."""
     ordered = start_order(list(specs))
-    used = resource_order({spec.name: spec.needs() for spec in ordered})
-    config = ServiceConfig(
+    used = resource_order({f"worker {spec.name!r}": spec.needs() for spec in ordered})
+    return ServiceConfig(
         Settings.model_validate({"ops_port": 0, **settings}),
         tuple(ConfiguredWorker(spec, spec.settings()) for spec in ordered),
         tuple(used),
         {item.name: item.settings() for item in used},
     )
-    service = Service(config)
+
+
+@asynccontextmanager
+async def running_service(
+    *specs: AnyWorkerSpec, **settings: object
+) -> AsyncIterator[RunningService]:
+    """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`)."""
+    service = Service(service_config(*specs, **settings))
     async with trio.open_nursery() as nursery:
         address = await nursery.start(service.run)
         try:
