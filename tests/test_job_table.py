@@ -145,3 +145,45 @@ async def test_a_corrupt_stored_payload_is_delivered_as_malformed_not_lost(
     [job] = await table.claim(1, lease_seconds=30, owner="a")
     assert isinstance(job.payload, MalformedPayload)
     assert "not valid JSON" in str(job.payload)
+
+
+async def test_a_delayed_job_is_not_claimed_before_it_is_due(table: JobTable, clock: Clock) -> None:
+    [later] = await table.enqueue([{"n": 1}], delay=60)
+    [now] = await table.enqueue([{"n": 2}])
+    assert [job.id for job in await table.claim(5, lease_seconds=300, owner="a")] == [now]
+    clock.now += 59
+    assert await table.claim(5, lease_seconds=300, owner="a") == []
+    clock.now += 1
+    assert [job.id for job in await table.claim(5, lease_seconds=300, owner="a")] == [later]
+
+
+async def test_higher_priority_is_claimed_first_among_due_jobs(
+    table: JobTable, clock: Clock
+) -> None:
+    [low] = await table.enqueue([{}])
+    clock.now += 1
+    [high] = await table.enqueue([{}], priority=5)
+    [not_due] = await table.enqueue([{}], priority=9, delay=10)
+    claimed = await table.claim(5, lease_seconds=30, owner="a")
+    assert [job.id for job in claimed] == [high, low]
+    assert not_due not in {job.id for job in claimed}
+
+
+async def test_a_key_keeps_one_pending_or_running_job_until_it_is_done(
+    table: JobTable, db: Database
+) -> None:
+    [first] = await table.enqueue([{"n": 1}], key="k")
+    assert await table.enqueue([{"n": 2}], key="k") == [first]  # pending: deduplicated
+    [job] = await table.claim(1, lease_seconds=30, owner="a")
+    assert await table.enqueue([{"n": 3}], key="k") == [first]  # running: still
+    [other] = await table.enqueue([{"n": 4}], key="other")
+    assert other != first
+    await table.complete([job], owner="a")
+    [second] = await table.enqueue([{"n": 5}], key="k")  # done: a new one may come
+    assert second != first
+    assert await db.transaction(lambda c: c.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]) == 3
+
+
+async def test_a_key_goes_with_exactly_one_payload(table: JobTable) -> None:
+    with pytest.raises(ValueError, match="exactly one payload"):
+        await table.enqueue([{}, {}], key="k")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -44,7 +45,9 @@ from service.supervision.outcome import cancellation_in
 from service.worker import WorkerContext, WorkerSpec
 
 JOBS = counter(
-    "service_jobs", "Jobs finished, by outcome (done, failed, retried).", labels=["outcome"]
+    "service_jobs",
+    "Jobs finished, by outcome (done, failed, retried; postponed: of a type unknown here).",
+    labels=["outcome"],
 )
 JOBS_QUEUED = gauge(
     "service_jobs_queued", "Jobs in the job table, by state (pending, leased).", labels=["state"]
@@ -236,14 +239,18 @@ class _Processing:
 
     async def _retry_unknown(self, job: Job, type_name: str) -> None:
         """A type this process does not know: another version's, during a rolling update.
-        Retried with backoff, never dead-lettered for it: a process that knows it will come."""
+        Postponed, not counted as an attempt and never dead-lettered here: a process that
+        knows the type will come. The wait grows with how long the job has waited (full
+        jitter, capped at `retry_cap`), so an old replica does not spin on it."""
         error = f"no job type {type_name!r} in this process"
-        delay = self.retry_backoff.delay(job.attempt)
+        waited = max(0.0, self.table.now() - job.created_at)
+        ceiling = min(self.settings.retry_cap, max(self.settings.retry_initial, waited))
+        delay = random.uniform(0, ceiling)
         await self._settle(
-            partial(self.table.retry, job, error, delay=delay, owner=self.owner), job
+            partial(self.table.postpone, job, error, delay=delay, owner=self.owner), job
         )
         self.log.warning("job.unknown_type", job_id=job.id, type=type_name, delay_s=round(delay, 3))
-        JOBS.labels(outcome="retried").inc()
+        JOBS.labels(outcome="postponed").inc()
 
     async def _retry_or_fail(
         self, job: Job, max_attempts: int, error: str, exc: Exception | None

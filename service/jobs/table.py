@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service.logs import new_trace_id
@@ -44,6 +44,8 @@ class Job:
     payload: Any
     trace_id: str
     attempt: int
+    #: When it was enqueued (the database's clock): how long it has waited.
+    created_at: float = field(default=0.0, compare=False)
 
 
 class JobTable:
@@ -53,6 +55,10 @@ class JobTable:
         self._db = db
         self._clock = db.now
         self._claim_locking = _CLAIM_LOCKING[db.dialect]
+
+    def now(self) -> float:
+        """The time on the database's clock, which its jobs' times are measured on."""
+        return self._clock()
 
     async def enqueue(
         self,
@@ -110,7 +116,8 @@ class JobTable:
         return await self._db.transaction(insert, notify=CHANNEL)
 
     async def claim(self, limit: int, *, lease_seconds: float, owner: str) -> list[Job]:
-        """Lease up to `limit` jobs that are due, or whose lease has expired, oldest first."""
+        """Lease up to `limit` jobs that are due, or whose lease has expired: the highest
+        priority first, then the oldest."""
         now = self._clock()
         locking = self._claim_locking  # one of the constants above, never input
 
@@ -122,13 +129,14 @@ class JobTable:
                 "  WHERE (state = 'pending' AND available_at <= ?)"
                 "     OR (state = 'leased' AND lease_expires_at <= ?)"
                 f"  ORDER BY priority DESC, available_at, created_at LIMIT ?{locking})"
-                " RETURNING id, payload, trace_id, attempts",
+                " RETURNING id, payload, trace_id, attempts, priority, available_at, created_at",
                 (owner, now + lease_seconds, now, now, now, limit),
             ).fetchall()
 
+        # RETURNING comes in no particular order: put the claim back in the order it chose.
+        rows = sorted(await self._db.transaction(lease), key=lambda r: (-r[4], r[5], r[6]))
         return [
-            Job(id_, _decode(raw), trace_id, attempts)
-            for id_, raw, trace_id, attempts in await self._db.transaction(lease)
+            Job(id_, _decode(raw), trace_id, attempts) for id_, raw, trace_id, attempts, *_ in rows
         ]
 
     async def complete(self, jobs: Sequence[Job], *, owner: str) -> set[str]:
@@ -166,6 +174,17 @@ class JobTable:
     async def fail(self, job: Job, error: str, *, owner: str) -> bool:
         """Dead-letter: never delivered again; the error says why."""
         return await self._settle(job, owner, "state = 'failed', last_error = ?", (error,))
+
+    async def postpone(self, job: Job, error: str, *, delay: float, owner: str) -> bool:
+        """Back to pending, due in `delay` seconds, with the error kept, and this delivery not
+        counted as an attempt: it could not be tried here (its type is unknown to this
+        process), so it must not use up the attempts of a process that can."""
+        return await self._settle(
+            job,
+            owner,
+            "state = 'pending', available_at = ?, last_error = ?, attempts = attempts - 1",
+            (self._clock() + delay, error),
+        )
 
     async def release(self, job: Job, *, owner: str) -> bool:
         """Give an unfinished job back, due now, without counting this delivery as an attempt."""
