@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -85,14 +86,16 @@ async def enqueue(env: dict[str, str], payload: dict[str, object], count: int = 
 def states(url: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as connection:
         rows = connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
-    return {state: count for state, count in rows}
+    return dict(rows)
 
 
-async def until(condition: object, what: str) -> None:
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` (the processes' output and the table change outside this loop)."""
     with trio.move_on_after(PATIENCE):
-        while not condition():  # type: ignore[operator]
+        while True:
+            if condition():
+                return
             await trio.sleep(0.05)
-        return
     raise AssertionError(f"timed out waiting for {what}")
 
 
