@@ -80,11 +80,12 @@ def load(environ: Mapping[str, str], config_file: Path | None = None) -> Service
     configured = []
     for spec in ordered:
         try:
-            configured.append(
-                ConfiguredWorker(spec, validate_section(raw, spec.settings, (spec.name,)))
-            )
+            settings_section = validate_section(raw, spec.settings, (spec.name,))
         except ConfigError as exc:
             problems.extend(exc.problems)
+            continue
+        configured.append(ConfiguredWorker(spec, settings_section))
+        problems.extend(spec.problems_with(settings_section))
     resource_settings: dict[str, Any] = {}
     for declared in resources.REGISTERED.values():
         try:

@@ -118,6 +118,11 @@ class WorkerSpec(Generic[SettingsT]):
         """The resources this worker's tasks use, by name: the runtime opens them first."""
         return self.uses
 
+    def problems_with(self, settings: SettingsT) -> list[str]:
+        """What is wrong with these (valid) settings given everything else declared: checked
+        with the configuration, so it is reported before anything starts."""
+        return []
+
     def __post_init__(self) -> None:
         problems = []
         if not _NAME.match(self.name):

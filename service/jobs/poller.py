@@ -95,6 +95,15 @@ class _PollerSpec(WorkerSpec[JobsSettings]):
         used = {name for job_type in REGISTERED.values() for name in job_type.uses}
         return (*self.uses, *sorted(used - set(self.uses)))
 
+    def problems_with(self, settings: JobsSettings) -> list[str]:
+        # A job still running when its lease expires is handed to another worker as well.
+        return [
+            f"job {job_type.name!r}: timeout {job_type.timeout:g}s must be shorter than"
+            f" the {self.name} poller's lease_seconds ({settings.lease_seconds:g}s)"
+            for job_type in REGISTERED.values()
+            if job_type.timeout is not None and job_type.timeout >= settings.lease_seconds
+        ]
+
 
 async def _poll(
     ctx: WorkerContext[JobsSettings],
