@@ -4,7 +4,7 @@ Candidate: the `jobs` worker under the real supervisor, on a fresh temporary SQL
 database (`open_sqlite`), with `poll_interval=5` s, so only the wake-up on enqueue can explain
 a start within milliseconds. Once the poller is idle, jobs are enqueued one at a time, one
 every 10 ms; each latency runs from just before `JobTable.enqueue` to the moment the handler
-starts (a job type registered for the run in `service.workers.jobs.HANDLERS`, recording
+starts (a job type registered for the run in the job registry, recording
 `time.perf_counter()`, and removed afterwards). The JSON log pipeline writes to /dev/null.
 
 Baseline: the same measurement with the wake-up disabled would only measure the poll interval,
@@ -24,25 +24,29 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import _common
 import trio
-from structlog.typing import FilteringBoundLogger
+from pydantic import BaseModel
 
 import service
 from service import logs
-from service.jobs import JobTable
+from service.jobs import REGISTERED, JobContext, JobsSettings, JobTable, JobType
 from service.resources import Database
 from service.resources.sqlite import open_sqlite
 from service.testing import provide, supervised
-from service.workers.jobs import HANDLERS, JobsSettings, jobs
+from service.workers.jobs import jobs
 
 BENCH = "job_latency"
 JOB_TYPE = "bench_latency"
 PACE = 0.010
 WARMUP = 1  # rounds run and discarded (first imports, cold caches)
 SETTINGS = JobsSettings(poll_interval=5.0, concurrency=64, lease_seconds=60, job_timeout=10)
+
+
+class Sequence(BaseModel):
+    seq: int
+
 
 Measure = Callable[[Database, int], Awaitable[list[float]]]
 
@@ -52,11 +56,11 @@ async def with_poller(db: Database, n: int) -> list[float]:
     started: dict[int, float] = {}
     arrived = trio.Event()
 
-    async def record(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
-        started[payload["seq"]] = time.perf_counter()
+    async def record(payload: Sequence, ctx: JobContext) -> None:
+        started[payload.seq] = time.perf_counter()
         arrived.set()
 
-    HANDLERS[JOB_TYPE] = record
+    REGISTERED[JOB_TYPE] = JobType(JOB_TYPE, record, Sequence)
     try:
         async with supervised(
             jobs, settings={"jobs": SETTINGS}, resources=[provide(service.db, db)]
@@ -75,7 +79,7 @@ async def with_poller(db: Database, n: int) -> list[float]:
                 await trio.sleep(PACE)
             return latencies
     finally:
-        del HANDLERS[JOB_TYPE]
+        del REGISTERED[JOB_TYPE]
 
 
 async def floor(db: Database, n: int) -> list[float]:

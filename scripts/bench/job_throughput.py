@@ -44,12 +44,13 @@ import trio
 
 import service
 from service import logs
-from service.jobs import JobTable
+from service.jobs import JobsSettings, JobTable
 from service.logs import new_trace_id
 from service.resources.migrations import migrate
 from service.resources.sqlite import BUSY_TIMEOUT_MS, open_sqlite
 from service.testing import provide, supervised
-from service.workers.jobs import JobsSettings, jobs
+from service.workers import ticker  # noqa: F401  # the `tick` job type
+from service.workers.jobs import jobs
 
 BENCH = "job_throughput"
 BATCH = 100
@@ -90,7 +91,9 @@ async def poller(path: Path, n: int) -> float:
         table = JobTable(db)
         began = time.perf_counter()
         for start in range(0, n, BATCH):
-            await table.enqueue([{"type": "tick", "n": i} for i in range(start, start + BATCH)])
+            await table.enqueue(
+                [{"type": "tick", "number": i} for i in range(start, start + BATCH)]
+            )
         while (counts := await table.stats())["done"] < n:
             if counts["failed"]:
                 raise RuntimeError(f"jobs failed: {counts}")
@@ -118,7 +121,7 @@ def raw_sqlite(path: Path, n: int, *, grouped_acks: bool) -> float:
             rows = [
                 (
                     uuid.uuid4().hex,
-                    json.dumps({"type": "tick", "n": i}, separators=(",", ":")),
+                    json.dumps({"type": "tick", "number": i}, separators=(",", ":")),
                     new_trace_id(),
                     now,
                     now,

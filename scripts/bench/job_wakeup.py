@@ -6,7 +6,7 @@ under the real supervisor at its default `poll_interval` (1 s), the other enqueu
 every 50 ms, never waiting for them. The poller can learn of a job only from the server: the
 in-process wake-up belongs to the other replica. Each latency runs from just before
 `JobTable.enqueue` to the moment the job's handler starts (a job type registered for the run
-in `service.workers.jobs.HANDLERS`, recording `time.perf_counter()`). The NOTIFY sent in the
+in the job registry, recording `time.perf_counter()`). The NOTIFY sent in the
 enqueue's transaction reaches the poller's listener at commit, which wakes it to claim. Both
 replicas share one process and event loop (and one clock); the JSON log pipeline writes to
 /dev/null.
@@ -24,19 +24,23 @@ import os
 import statistics
 import time
 from functools import partial
-from typing import Any
 
 import _common
 import trio
-from structlog.typing import FilteringBoundLogger
+from pydantic import BaseModel
 
 import service
 from service import logs
-from service.jobs import JobTable
+from service.jobs import REGISTERED, JobContext, JobsSettings, JobTable, JobType
 from service.resources.postgres import open_postgres
 from service.testing import provide, supervised
 from service.testing.postgres import throwaway_cluster
-from service.workers.jobs import HANDLERS, JobsSettings, jobs
+from service.workers.jobs import jobs
+
+
+class Sequence(BaseModel):
+    seq: int
+
 
 BENCH = "job_wakeup"
 JOB_TYPE = "bench_wakeup"
@@ -50,12 +54,12 @@ async def latencies(url: str, n: int, *, listen: bool) -> list[float]:
     started: dict[int, float] = {}
     all_started = trio.Event()
 
-    async def record(payload: dict[str, Any], log: FilteringBoundLogger) -> None:
-        started[payload["seq"]] = time.perf_counter()
+    async def record(payload: Sequence, ctx: JobContext) -> None:
+        started[payload.seq] = time.perf_counter()
         if len(started) == n:
             all_started.set()
 
-    HANDLERS[JOB_TYPE] = record
+    REGISTERED[JOB_TYPE] = JobType(JOB_TYPE, record, Sequence)
     try:
         async with (
             open_postgres(url, listen=listen) as consumer,
@@ -74,7 +78,7 @@ async def latencies(url: str, n: int, *, listen: bool) -> list[float]:
             with trio.fail_after(10 * SETTINGS.poll_interval):
                 await all_started.wait()
     finally:
-        del HANDLERS[JOB_TYPE]
+        del REGISTERED[JOB_TYPE]
     return [started[seq] - enqueued[seq] for seq in range(n)]
 
 

@@ -42,15 +42,19 @@ TARGET = "3 replicas >= 2.5x one replica (jobs/s, higher is better)"
 
 WORKER_MODULE = """
     import trio
+    from pydantic import BaseModel
 
-    from service.workers.jobs import HANDLERS, jobs
+    from service import JobContext, job
+    from service.workers.jobs import jobs
 
 
-    async def handle_io(payload, log):
+    class Nothing(BaseModel):
+        pass
+
+
+    @job()
+    async def io(payload: Nothing, ctx: JobContext) -> None:
         await trio.sleep(0.01)  # waiting on I/O, as a call to another service would
-
-
-    HANDLERS["io"] = handle_io
 """
 
 
