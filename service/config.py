@@ -12,6 +12,8 @@ this module. A list setting reads from the environment as comma-separated values
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tomllib
 import types
 from collections.abc import Iterable, Mapping
@@ -202,20 +204,20 @@ def _split_env_lists(
 ) -> dict[str, Any]:
     """`A,B` from an environment variable, for a list setting, is `["A", "B"]`.
 
-    pydantic reads a sequence from a string only as JSON; an operator writes a list in one
-    variable as comma-separated values. A value that starts with `[` is still JSON.
+    An operator writes a list in one variable as comma-separated values, or as a JSON array
+    (a value that starts with `[`) when an item holds a comma.
     """
     split = dict(values)
     for name, spec in model.model_fields.items():
         key = spec.alias or name
         value = values.get(key)
         from_env = raw.origins.get((*section, key), "").startswith(ENV_PREFIX)
-        if (
-            from_env
-            and isinstance(value, str)
-            and not value.lstrip().startswith("[")
-            and _is_sequence(spec.annotation)
-        ):
+        if not (from_env and isinstance(value, str) and _is_sequence(spec.annotation)):
+            continue
+        if value.lstrip().startswith("["):
+            with contextlib.suppress(json.JSONDecodeError):  # else: "should be a valid list"
+                split[key] = json.loads(value)
+        else:
             split[key] = [part.strip() for part in value.split(",") if part.strip()]
     return split
 

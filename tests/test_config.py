@@ -452,3 +452,39 @@ def test_scalar_where_a_section_is_expected_names_the_variable() -> None:
     [problem] = caught.value.problems
     assert problem.startswith("SERVICE_TICKER: ")
     assert SECRET not in problem
+
+
+class Stations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    codes: list[str] = []
+    optional: tuple[str, ...] | None = None
+    label: str = ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("EGLL,LFPG", ["EGLL", "LFPG"]),
+        (" EGLL , LFPG ,", ["EGLL", "LFPG"]),
+        ('["EGLL", "LF,PG"]', ["EGLL", "LF,PG"]),  # JSON, for a value with a comma in it
+        ("", []),
+    ],
+)
+def test_a_list_setting_reads_comma_separated_values_from_the_environment(
+    value: str, expected: list[str]
+) -> None:
+    raw = RawConfig.load({"SERVICE_WEATHER__CODES": value, "SERVICE_WEATHER__OPTIONAL": "A,B"})
+    settings = validate_section(raw, Stations, ("weather",))
+    assert settings.codes == expected
+    assert settings.optional == ("A", "B")
+
+
+def test_only_lists_and_only_from_the_environment_are_split(tmp_path: Path) -> None:
+    path = tmp_path / "service.toml"
+    path.write_text('[weather]\ncodes = "EGLL,LFPG"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        validate_section(RawConfig.load({}, path), Stations, ("weather",))
+    assert error.value.problems == [f"{path}: weather.codes: Input should be a valid list"]
+    raw = RawConfig.load({"SERVICE_WEATHER__LABEL": "a,b"})
+    assert validate_section(raw, Stations, ("weather",)).label == "a,b"
