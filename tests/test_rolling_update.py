@@ -119,7 +119,9 @@ async def test_the_old_release_retries_a_new_type_until_a_new_replica_does_it(
         await enqueue(old, {"type": "report"})  # invalid for the new release's model
         await until(lambda: len(old_replica.events("job.unknown_type")) >= 12, "retries")
         assert old_replica.events("job.failed") == []
-        assert states(pg_url) == {"pending": 6}  # postponed, never dead-lettered
+        left = states(pg_url)  # postponed (or being postponed), never dead-lettered
+        assert set(left) <= {"pending", "leased"}
+        assert sum(left.values()) == 6
 
         async with ServiceProcess(new, patience=2 * PATIENCE) as new_replica:
             await new_replica.wait_for("service.ready")
