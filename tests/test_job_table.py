@@ -187,3 +187,37 @@ async def test_a_key_keeps_one_pending_or_running_job_until_it_is_done(
 async def test_a_key_goes_with_exactly_one_payload(table: JobTable) -> None:
     with pytest.raises(ValueError, match="exactly one payload"):
         await table.enqueue([{}, {}], key="k")
+
+
+async def test_purge_deletes_old_finished_jobs_in_bounded_batches(
+    table: JobTable, clock: Clock, db: Database
+) -> None:
+    old = await table.enqueue([{"n": n} for n in range(5)])
+    claimed = await table.claim(5, lease_seconds=30, owner="a")
+    await table.complete(claimed[:4], owner="a")
+    await table.fail(claimed[4], "broken", owner="a")
+    clock.now += 100
+    [recent] = await table.enqueue([{}])
+    await table.complete(await table.claim(1, lease_seconds=30, owner="a"), owner="a")
+    [pending] = await table.enqueue([{}])
+    clock.now += 10
+
+    assert await table.purge("done", older_than=50, limit=3) == 3
+    assert await table.purge("done", older_than=50, limit=3) == 1  # the old ones: 4 in all
+    assert await table.purge("done", older_than=50, limit=3) == 0
+    left = {
+        row[0]
+        for row in await db.transaction(lambda c: c.execute("SELECT id FROM jobs").fetchall())
+    }
+    assert left == {old[4], recent, pending}  # the failed one is kept, as is what is new
+    assert await table.purge("failed", older_than=50, limit=10) == 1
+    with pytest.raises(ValueError, match="only finished jobs"):
+        await table.purge("pending", older_than=0, limit=10)
+
+
+async def test_depth_counts_pending_and_leased_only(table: JobTable) -> None:
+    await table.enqueue([{}] * 4)
+    [done, _still_leased] = await table.claim(2, lease_seconds=30, owner="a")
+    await table.complete([done], owner="a")
+    assert await table.depth() == {"pending": 2, "leased": 1}
+    assert await table.stats() == {"pending": 2, "leased": 1, "done": 1, "failed": 0}

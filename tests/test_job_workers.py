@@ -441,3 +441,39 @@ async def test_outcomes_and_queue_depth_reach_the_metrics(
         await trio.sleep(5)
     assert sample("service_jobs_total", outcome="done") - done_before == 3
     assert sample("service_jobs_total", outcome="failed") - failed_before == 1
+
+
+async def test_done_jobs_are_deleted_after_their_retention_failed_ones_kept(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    async def fails_on_odd(payload: Any, ctx: Any) -> None:
+        if payload.n % 2:
+            raise RuntimeError("odd")
+
+    use_handler(monkeypatch, fails_on_odd)
+    settings = poller_settings(poll_interval=1.0, max_attempts=1, keep_done_seconds=150)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
+        await sup.ready.wait()
+        await JobTable(db).enqueue([{"type": "test", "n": n} for n in range(6)])
+        await trio.sleep(125)  # purges at 60 s and 120 s: nothing old enough yet
+        assert sorted(state for _, state, _, _ in await rows(db)) == ["done"] * 3 + ["failed"] * 3
+        assert events.named("jobs.purged") == []
+        await trio.sleep(60)  # the purge at 180 s: the done ones are past 150 s
+    assert [state for _, state, _, _ in await rows(db)] == ["failed"] * 3  # until an operator acts
+    [purged] = events.named("jobs.purged")
+    assert (purged["state"], purged["count"]) == ("done", 3)
+
+
+async def test_failed_jobs_are_deleted_too_when_their_retention_is_set(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def fails(payload: Any, ctx: Any) -> None:
+        raise RuntimeError("no")
+
+    use_handler(monkeypatch, fails)
+    settings = poller_settings(max_attempts=1, keep_failed_seconds=30)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
+        await sup.ready.wait()
+        await JobTable(db).enqueue([{"type": "test"}] * 2)
+        await trio.sleep(61)
+    assert await rows(db) == []

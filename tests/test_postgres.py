@@ -248,6 +248,21 @@ async def test_a_claim_skips_rows_locked_elsewhere_instead_of_waiting(pg_url: st
         assert [job.id for job in claimed] == [free]
 
 
+async def test_one_replica_at_a_time_purges_old_jobs(pg_url: str) -> None:
+    async with open_postgres(pg_url) as db:
+        table = JobTable(db)
+        await table.enqueue([{"n": n} for n in range(3)])
+        await table.complete(await table.claim(3, lease_seconds=60, owner="me"), owner="me")
+        with psycopg.connect(pg_url) as other:  # another replica, in the middle of its purge
+            other.execute("SELECT pg_advisory_xact_lock(7316411562)")
+            with trio.fail_after(PATIENCE):  # skips its turn at once, never waits
+                assert await table.purge("done", older_than=-1, limit=10) is None
+            other.rollback()
+        assert await table.purge("done", older_than=-1, limit=2) == 2
+        assert await table.depth() == {"pending": 0, "leased": 0}
+        assert (await table.stats())["done"] == 1
+
+
 # -- notifications across replicas -------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ from structlog.typing import FilteringBoundLogger
 
 from service.backoff import Backoff
 from service.jobs.job import REGISTERED, TYPE_KEY, JobContext
-from service.jobs.table import Job, JobTable, MalformedPayload
+from service.jobs.table import Job, JobState, JobTable, MalformedPayload
 from service.logs import unit_of_work
 from service.metrics import counter, gauge
 from service.outage import DatabaseOutage
@@ -67,6 +67,12 @@ class JobsSettings(BaseModel):
     max_attempts: int = Field(default=5, ge=1)
     retry_initial: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     retry_cap: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+    keep_done_seconds: float = Field(
+        default=7 * 24 * 3600.0, ge=0, allow_inf_nan=False, description="then deleted"
+    )
+    keep_failed_seconds: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="None: until an operator acts"
+    )
 
     @model_validator(mode="after")
     def _timeout_within_lease(self) -> Self:
@@ -78,6 +84,11 @@ class JobsSettings(BaseModel):
 
 #: How long one attempt to record a job's outcome may take, even during the hard stop.
 SETTLE_SECONDS = 5.0
+
+#: How often finished jobs past their retention are deleted, and how many per transaction:
+#: short transactions, so claims and completions never wait long behind a purge.
+PURGE_EVERY = 60.0
+PURGE_BATCH = 1_000
 
 
 def job_poller(*, name: str = "jobs", grace: float = 10.0) -> WorkerSpec[JobsSettings]:
@@ -149,18 +160,12 @@ async def _poll(
         await ctx.stopping.wait()
         wakeup.set()
 
-    async def report_queue_depth() -> None:
-        async for _ in ctx.every(settings.poll_interval):
-            with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
-                counts = await table.stats()
-                for state in ("pending", "leased"):
-                    JOBS_QUEUED.labels(state=state).set(counts[state])
-
     # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
     async with trio.open_nursery() as running, trio.open_nursery() as watchers:
         watchers.start_soon(wake_on_enqueue)
         watchers.start_soon(wake_on_stop)
-        watchers.start_soon(report_queue_depth)
+        watchers.start_soon(_report_queue_depth, ctx, table)
+        watchers.start_soon(_purge_finished_jobs, ctx, table)
         task_status.started()
         while not ctx.stopping.is_set():
             if free := settings.concurrency - in_flight:
@@ -179,6 +184,37 @@ async def _poll(
             with trio.move_on_after(settings.poll_interval):
                 await wakeup.wait()
         watchers.cancel_scope.cancel(reason="the soft stop: no more claims")
+
+
+async def _report_queue_depth(ctx: WorkerContext[JobsSettings], table: JobTable) -> None:
+    async for _ in ctx.every(ctx.settings.poll_interval):
+        with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
+            for state, count in (await table.depth()).items():
+                JOBS_QUEUED.labels(state=state).set(count)
+
+
+async def _purge_finished_jobs(ctx: WorkerContext[JobsSettings], table: JobTable) -> None:
+    """Delete done (and, if so set, failed) jobs past their retention, every PURGE_EVERY."""
+    retention: list[tuple[JobState, float | None]] = [
+        ("done", ctx.settings.keep_done_seconds),
+        ("failed", ctx.settings.keep_failed_seconds),
+    ]
+    async for _ in ctx.every(PURGE_EVERY):
+        with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
+            for state, keep in retention:
+                if keep is not None and (purged := await _purge(table, state, keep)):
+                    ctx.log.info("jobs.purged", state=state, count=purged)
+
+
+async def _purge(table: JobTable, state: JobState, keep: float) -> int:
+    """Delete the `state` jobs older than `keep` seconds, a batch per transaction."""
+    purged = 0
+    while True:
+        deleted = await table.purge(state, older_than=keep, limit=PURGE_BATCH)
+        purged += deleted or 0
+        if deleted is None or deleted < PURGE_BATCH:  # another replica's turn, or all gone
+            return purged
+        await trio.lowlevel.checkpoint()  # let claims and completions in between batches
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,13 @@ CHANNEL = "jobs"
 #: Ids bound in one statement: well under every engine's limit on parameters.
 _IDS_PER_STATEMENT = 500
 
-#: How a claim's row selection locks what it picks, per dialect (the one difference here).
+#: How a claim's row selection locks what it picks, per dialect.
 _CLAIM_LOCKING = {"sqlite": "", "postgresql": " FOR UPDATE SKIP LOCKED"}
+
+#: Taken, if free, by the replica that deletes old jobs; the others skip their turn. SQLite's
+#: writers take turns anyway. (Any constant key, the same in every process.)
+_PURGE_LOCK = 7_316_411_562
+_TRY_PURGE_LOCK = {"sqlite": None, "postgresql": f"SELECT pg_try_advisory_xact_lock({_PURGE_LOCK})"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +224,39 @@ class JobTable:
         counts = dict.fromkeys(JOB_STATES, 0)
         counts.update(await self._db.transaction(count))
         return counts
+
+    async def depth(self) -> dict[JobState, int]:
+        """How many jobs are pending and leased: counted on their indexes, so the cost does
+        not grow with the done and failed jobs kept."""
+
+        def count(connection: Connection) -> list[Any]:
+            return connection.execute(
+                "SELECT state, COUNT(*) FROM jobs WHERE state IN ('pending', 'leased')"
+                " GROUP BY state"
+            ).fetchall()
+
+        counts: dict[JobState, int] = {"pending": 0, "leased": 0}
+        counts.update(await self._db.transaction(count))
+        return counts
+
+    async def purge(self, state: JobState, *, older_than: float, limit: int) -> int | None:
+        """Delete up to `limit` jobs in `state` (done or failed) last changed more than
+        `older_than` seconds ago; how many. None: another process is purging right now."""
+        if state not in ("done", "failed"):
+            raise ValueError(f"only finished jobs are purged, not {state} ones")
+        cutoff = self._clock() - older_than
+        try_lock = _TRY_PURGE_LOCK[self._db.dialect]
+
+        def delete(connection: Connection) -> int | None:
+            if try_lock is not None and not connection.execute(try_lock).fetchone()[0]:
+                return None
+            return connection.execute(
+                "DELETE FROM jobs WHERE id IN"
+                " (SELECT id FROM jobs WHERE state = ? AND updated_at < ? LIMIT ?)",
+                (state, cutoff, limit),
+            ).rowcount
+
+        return await self._db.transaction(delete)
 
     async def wait_for_enqueue(self) -> None:
         """Until jobs are enqueued: in this process, or (PostgreSQL) in any other. Best effort:
