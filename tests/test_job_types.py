@@ -199,3 +199,37 @@ def test_two_job_types_cannot_share_a_name() -> None:
         @job(name="shared")
         async def two(payload: Greeting, ctx: JobContext) -> None:
             pass
+
+
+async def test_a_queue_has_its_own_poller_so_a_flood_cannot_starve_another(
+    autojump_clock: trio.testing.MockClock, db: Database
+) -> None:
+    done: list[tuple[str, float]] = []
+
+    @job(queue="bulk")
+    async def export(payload: Greeting, ctx: JobContext) -> None:
+        await trio.sleep(1)
+        done.append(("export", trio.current_time()))
+
+    @job()
+    async def greet(payload: Greeting, ctx: JobContext) -> None:
+        done.append(("greet", trio.current_time()))
+
+    bulk = service.job_poller(name="bulk", queue="bulk")
+    settings = {**poller(), "bulk": JobsSettings(poll_interval=0.5, concurrency=2)}
+    async with supervised(
+        jobs, bulk, settings=settings, resources=[provide(service.db, db)]
+    ) as sup:
+        await sup.ready.wait()
+        for _ in range(50):  # 25 s of exports at 2 at a time
+            await export.defer(db, Greeting(name="row"))
+        began = trio.current_time()
+        await greet.defer(db, Greeting(name="Ada"))
+        await trio.sleep(30)
+    [(_, greeted_at)] = [entry for entry in done if entry[0] == "greet"]
+    assert greeted_at - began < 1  # not behind the flood
+    assert len([entry for entry in done if entry[0] == "export"]) == 50
+    rows = await db.transaction(
+        lambda c: c.execute("SELECT DISTINCT queue, job_type FROM jobs ORDER BY 1").fetchall()
+    )
+    assert rows == [("bulk", "export"), ("default", "greet")]

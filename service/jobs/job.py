@@ -29,7 +29,7 @@ import structlog
 from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
-from service.jobs.table import JobTable
+from service.jobs.table import DEFAULT_QUEUE, JobTable
 from service.resources import Database, Resource, Resources, names_of
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
@@ -83,6 +83,8 @@ class JobType(Generic[PayloadT]):
     #: None: the poller's own setting (`SERVICE_JOBS__MAX_ATTEMPTS`, `__JOB_TIMEOUT`).
     max_attempts: int | None = None
     timeout: float | None = None
+    #: Which poller runs it: `job_poller(queue=...)`.
+    queue: str = DEFAULT_QUEUE
 
     async def defer(
         self,
@@ -111,6 +113,7 @@ class JobType(Generic[PayloadT]):
             delay=delay,
             key=None if key is None else f"{self.name}:{key}",
             priority=priority,
+            queue=self.queue,
         )
         return job_id
 
@@ -125,8 +128,13 @@ def job(
     uses: Sequence[Resource[Any] | str] = (),
     max_attempts: int | None = None,
     timeout: float | None = None,
+    queue: str = DEFAULT_QUEUE,
 ) -> Callable[[JobFunction[PayloadT]], JobType[PayloadT]]:
-    """Declare a job type; its payload model is the type of the function's first parameter."""
+    """Declare a job type; its payload model is the type of the function's first parameter.
+
+    A `queue` of its own gives it a poller of its own (`job_poller(name=..., queue=...)`),
+    with its own concurrency, so a flood of one kind of job cannot starve the others.
+    """
 
     def decorate(function: JobFunction[PayloadT]) -> JobType[PayloadT]:
         declared_name = name or str(getattr(function, "__name__", ""))
@@ -137,6 +145,7 @@ def job(
             uses=names_of(uses),
             max_attempts=max_attempts,
             timeout=timeout,
+            queue=queue,
         )
         _check(declared)
         REGISTERED[declared.name] = declared
@@ -165,6 +174,8 @@ def _check(declared: JobType[Any]) -> None:
     problems = []
     if not _NAME.match(declared.name):
         problems.append("the name must be lowercase letters, digits and _")
+    if not _NAME.match(declared.queue):
+        problems.append("the queue's name must be lowercase letters, digits and _")
     if declared.max_attempts is not None and declared.max_attempts < 1:
         problems.append(f"max_attempts must be >= 1, not {declared.max_attempts!r}")
     if declared.timeout is not None and not declared.timeout > 0:

@@ -28,15 +28,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Self
+from typing import Any, Self
 
 import trio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from structlog.typing import FilteringBoundLogger
 
 from service.backoff import Backoff
-from service.jobs.job import REGISTERED, TYPE_KEY, JobContext
-from service.jobs.table import Job, JobState, JobTable, MalformedPayload
+from service.jobs.job import REGISTERED, TYPE_KEY, JobContext, JobType
+from service.jobs.table import DEFAULT_QUEUE, Job, JobState, JobTable, MalformedPayload
 from service.logs import unit_of_work
 from service.metrics import counter, gauge
 from service.outage import DatabaseOutage
@@ -91,19 +91,37 @@ PURGE_EVERY = 60.0
 PURGE_BATCH = 1_000
 
 
-def job_poller(*, name: str = "jobs", grace: float = 10.0) -> WorkerSpec[JobsSettings]:
-    """A worker that runs every job type of this process; its settings are `SERVICE_<NAME>__*`.
+def job_poller(
+    *, name: str = "jobs", queue: str = DEFAULT_QUEUE, grace: float = 10.0
+) -> WorkerSpec[JobsSettings]:
+    """A worker that runs the job types of `queue`; its settings are `SERVICE_<NAME>__*`.
 
-    It uses the database and every resource that a job type uses, so the runtime opens those
-    before it starts and closes them after it has stopped.
+    It uses the database and every resource those job types use, so the runtime opens them
+    before it starts and closes them after it has stopped. One poller per queue: each has its
+    own concurrency, so a flood of one queue's jobs cannot starve another's.
     """
-    return _PollerSpec(name=name, run=_poll, settings=JobsSettings, uses=("db",), grace=grace)
+
+    async def poll(
+        ctx: WorkerContext[JobsSettings],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await _poll(ctx, queue, task_status=task_status)
+
+    return _PollerSpec(
+        name=name, run=poll, settings=JobsSettings, uses=("db",), grace=grace, queue=queue
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class _PollerSpec(WorkerSpec[JobsSettings]):
+    queue: str = DEFAULT_QUEUE
+
+    def job_types(self) -> list[JobType[Any]]:
+        return [job_type for job_type in REGISTERED.values() if job_type.queue == self.queue]
+
     def needs(self) -> tuple[str, ...]:
-        used = {name for job_type in REGISTERED.values() for name in job_type.uses}
+        used = {name for job_type in self.job_types() for name in job_type.uses}
         return (*self.uses, *sorted(used - set(self.uses)))
 
     def problems_with(self, settings: JobsSettings) -> list[str]:
@@ -111,15 +129,13 @@ class _PollerSpec(WorkerSpec[JobsSettings]):
         return [
             f"job {job_type.name!r}: timeout {job_type.timeout:g}s must be shorter than"
             f" the {self.name} poller's lease_seconds ({settings.lease_seconds:g}s)"
-            for job_type in REGISTERED.values()
+            for job_type in self.job_types()
             if job_type.timeout is not None and job_type.timeout >= settings.lease_seconds
         ]
 
 
 async def _poll(
-    ctx: WorkerContext[JobsSettings],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ctx: WorkerContext[JobsSettings], queue: str, *, task_status: trio.TaskStatus[None]
 ) -> None:
     settings = ctx.settings
     table = JobTable(ctx.db)
@@ -170,7 +186,11 @@ async def _poll(
         while not ctx.stopping.is_set():
             if free := settings.concurrency - in_flight:
                 claim = partial(
-                    table.claim, free, lease_seconds=settings.lease_seconds, owner=owner
+                    table.claim,
+                    free,
+                    lease_seconds=settings.lease_seconds,
+                    owner=owner,
+                    queue=queue,
                 )
                 try:
                     claimed = await outage.retry(claim, stop=ctx.stopping)

@@ -29,6 +29,9 @@ JOB_STATES: tuple[JobState, ...] = ("pending", "leased", "done", "failed")
 #: The notification channel that wakes pollers when jobs are enqueued.
 CHANNEL = "jobs"
 
+#: The queue of a job type that names none, and of a job enqueued without one.
+DEFAULT_QUEUE = "default"
+
 #: Ids bound in one statement: well under every engine's limit on parameters.
 _IDS_PER_STATEMENT = 500
 
@@ -73,13 +76,14 @@ class JobTable:
         delay: float = 0.0,
         key: str | None = None,
         priority: int = 0,
+        queue: str = DEFAULT_QUEUE,
     ) -> list[str]:
         """Add jobs (each payload must be JSON-serializable); their ids, in order.
 
         Every job gets `trace_id` (or a fresh one), so its processing can be traced back to
-        what enqueued it. It is due `delay` seconds from now; among the due jobs a higher
-        `priority` is claimed first. With a `key` (one payload only), a job with the same key
-        still pending or leased is kept instead, and its id returned.
+        what enqueued it. It is due `delay` seconds from now; among the due jobs of its
+        `queue` a higher `priority` is claimed first. With a `key` (one payload only), a job
+        with the same key still pending or leased is kept instead, and its id returned.
         """
         if key is not None and len(payloads) != 1:
             raise ValueError("a dedupe key goes with exactly one payload")
@@ -94,12 +98,15 @@ class JobTable:
                 now,
                 priority,
                 key,
+                type_of(payload),
+                queue,
             )
             for payload in payloads
         ]
         insert_sql = (
             "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
-            " updated_at, priority, dedupe_key) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)"
+            " updated_at, priority, dedupe_key, job_type, queue)"
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
         )
 
         def insert(connection: Connection) -> list[str]:
@@ -120,9 +127,11 @@ class JobTable:
 
         return await self._db.transaction(insert, notify=CHANNEL)
 
-    async def claim(self, limit: int, *, lease_seconds: float, owner: str) -> list[Job]:
-        """Lease up to `limit` jobs that are due, or whose lease has expired: the highest
-        priority first, then the oldest."""
+    async def claim(
+        self, limit: int, *, lease_seconds: float, owner: str, queue: str = DEFAULT_QUEUE
+    ) -> list[Job]:
+        """Lease up to `limit` jobs of `queue` that are due, or whose lease has expired: the
+        highest priority first, then the oldest."""
         now = self._clock()
         locking = self._claim_locking  # one of the constants above, never input
 
@@ -130,12 +139,12 @@ class JobTable:
             return connection.execute(
                 "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
                 " lease_expires_at = ?, updated_at = ?"
-                " WHERE id IN (SELECT id FROM jobs"
-                "  WHERE (state = 'pending' AND available_at <= ?)"
-                "     OR (state = 'leased' AND lease_expires_at <= ?)"
+                " WHERE id IN (SELECT id FROM jobs WHERE queue = ?"
+                "  AND ((state = 'pending' AND available_at <= ?)"
+                "    OR (state = 'leased' AND lease_expires_at <= ?))"
                 f"  ORDER BY priority DESC, available_at, created_at LIMIT ?{locking})"
                 " RETURNING id, payload, trace_id, attempts, priority, available_at, created_at",
-                (owner, now + lease_seconds, now, now, now, limit),
+                (owner, now + lease_seconds, now, queue, now, now, limit),
             ).fetchall()
 
         # RETURNING comes in no particular order: put the claim back in the order it chose.
@@ -262,6 +271,12 @@ class JobTable:
         """Until jobs are enqueued: in this process, or (PostgreSQL) in any other. Best effort:
         poll as well."""
         await self._db.wait_for_notification(CHANNEL)
+
+
+def type_of(payload: Any) -> str | None:
+    """The job type a payload names (`{"type": ...}`), if it names one."""
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 class MalformedPayload(ValueError):
