@@ -1,4 +1,4 @@
-"""The command line: `python -m service [run | check-config | jobs enqueue | jobs stats]`."""
+"""The command line: `python -m service [run | check-config | jobs ...]`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import trio
 
 from service import logs, registry
 from service.config import ConfigError
+from service.jobs import commands as job_commands
+from service.jobs.admin import UnknownJobs
 from service.resources import DatabaseError
 
 EXIT_USAGE = 2
@@ -28,18 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]:
         # Accept --config after the command too; SUPPRESS keeps an earlier one from being reset.
         _add_config_option(commands.add_parser(name, help=text), default=argparse.SUPPRESS)
-    jobs = commands.add_parser("jobs", help="the job table").add_subparsers(
-        dest="jobs_command", metavar="JOBS_COMMAND", required=True
-    )
-    enqueue = jobs.add_parser("enqueue", help="add jobs; prints how many as JSON")
-    enqueue.add_argument("--count", type=_positive_int, default=1, metavar="N")
-    enqueue.add_argument(
-        "--payload", type=_json, default={"type": "echo"}, help='JSON (default {"type": "echo"})'
-    )
-    _add_config_option(enqueue, default=argparse.SUPPRESS)
-    stats = jobs.add_parser("stats", help="print the jobs in each state as JSON")
-    _add_config_option(stats, default=argparse.SUPPRESS)
+    jobs = commands.add_parser("jobs", help="the job table, for operators")
+    job_commands.add_parsers(jobs, lambda command: _add_config_option(command, argparse.SUPPRESS))
     args = parser.parse_args(argv)
+    if args.command == "jobs":
+        job_commands.check(parser, args)
 
     try:
         config = registry.load(os.environ, args.config)
@@ -53,15 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     if args.command == "jobs":
-        from service.jobs import commands as job_commands  # noqa: PLC0415
-
         try:
-            if args.jobs_command == "enqueue":
-                enqueued = trio.run(job_commands.enqueue, config, args.count, args.payload)
-                print(json.dumps(enqueued))
-            else:
-                print(json.dumps(trio.run(job_commands.stats, config)))
-        except DatabaseError as exc:
+            print(json.dumps(trio.run(job_commands.run, config, args)))
+        except (DatabaseError, UnknownJobs) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         return 0
@@ -70,20 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(level=config.settings.log_level, log_format=config.settings.log_format)
     return runtime.run(config)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _json(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
 
 
 def _add_config_option(parser: argparse.ArgumentParser, default: object) -> None:

@@ -215,9 +215,14 @@ async def test_purge_deletes_old_finished_jobs_in_bounded_batches(
         await table.purge("pending", older_than=0, limit=10)
 
 
-async def test_depth_counts_pending_and_leased_only(table: JobTable) -> None:
-    await table.enqueue([{}] * 4)
+async def test_depth_counts_pending_and_leased_only_per_type(table: JobTable, clock: Clock) -> None:
+    await table.enqueue([{"type": "a"}, {"type": "a"}, {"type": "b"}, {"kind": "none"}])
     [done, _still_leased] = await table.claim(2, lease_seconds=30, owner="a")
     await table.complete([done], owner="a")
-    assert await table.depth() == {"pending": 2, "leased": 1}
-    assert await table.stats() == {"pending": 2, "leased": 1, "done": 1, "failed": 0}
+    await table.enqueue([{"type": "b"}], delay=60)  # not due: waits, but not late
+    clock.now += 7
+    depth = await table.depth()
+    assert depth.jobs == {("a", "leased"): 1, ("b", "pending"): 2, (None, "pending"): 1}
+    assert (depth.count("pending"), depth.count("leased")) == (3, 1)
+    assert depth.oldest_wait == 7
+    assert await table.stats() == {"pending": 3, "leased": 1, "done": 1, "failed": 0}

@@ -419,6 +419,9 @@ async def test_outcomes_and_queue_depth_reach_the_metrics(
     def sample(name: str, **labels: str) -> float:
         return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
+    def queued(state: str) -> float:
+        return sample("service_jobs_queued", queue="default", state=state, type="test")
+
     release = trio.Event()
 
     class MaybeCount(BaseModel):
@@ -435,8 +438,9 @@ async def test_outcomes_and_queue_depth_reach_the_metrics(
         await sup.ready.wait()
         await JobTable(db).enqueue([{"type": "test"}] * 3 + [{"type": "test", "n": []}])
         await trio.sleep(2.5)
-        assert sample("service_jobs_queued", state="leased") == 1  # one slot, held
-        assert sample("service_jobs_queued", state="pending") == 3
+        assert queued("leased") == 1  # one slot, held
+        assert queued("pending") == 3
+        assert sample("service_jobs_oldest_pending_seconds", queue="default") >= 2
         release.set()
         await trio.sleep(5)
     assert sample("service_jobs_total", outcome="done") - done_before == 3

@@ -299,7 +299,9 @@ async def test_the_jobs_cli_enqueues_reports_rejects_and_the_poller_dead_letters
 
         result = await cli(env, "jobs", "stats")
         assert result.returncode == 0, result.stderr.decode()
-        assert json.loads(result.stdout) == {"pending": 3, "leased": 0, "done": 0, "failed": 0}
+        stats = json.loads(result.stdout)
+        assert stats == stats | {"pending": 3, "leased": 0, "done": 0, "failed": 0}
+        assert stats["types"] == {"echo": {"pending": 3, "leased": 0, "done": 0, "failed": 0}}
 
         result = await cli(env, "jobs", "enqueue", "--payload", '{"type": echo}')
         assert result.returncode == 2
@@ -325,7 +327,9 @@ async def test_the_jobs_cli_enqueues_reports_rejects_and_the_poller_dead_letters
             assert await service.exit_code() == 0
 
         result = await cli(env, "jobs", "stats")
-        assert json.loads(result.stdout) == {"pending": 0, "leased": 0, "done": 3, "failed": 1}
+        stats = json.loads(result.stdout)
+        assert stats == stats | {"pending": 0, "leased": 0, "done": 3, "failed": 1}
+        assert stats["oldest_pending_s"] == 0.0
 
     assert [line["message"] for line in service.events("job.echo")] == ["hi"] * 3
     [failed] = service.events("job.failed")
@@ -399,4 +403,11 @@ async def test_a_missing_parent_directory_is_created_on_first_run(tmp_path: Path
     assert read_jobs(db) == {}
     result = await cli(env, "jobs", "stats")
     assert result.returncode == 0, result.stderr.decode()
-    assert json.loads(result.stdout) == {"pending": 0, "leased": 0, "done": 0, "failed": 0}
+    assert json.loads(result.stdout) == {
+        "pending": 0,
+        "leased": 0,
+        "done": 0,
+        "failed": 0,
+        "oldest_pending_s": 0.0,
+        "types": {},
+    }

@@ -4,7 +4,8 @@ Every poller samples the queue's depth every poll interval, on every replica. Do
 kept for `SERVICE_JOBS__KEEP_DONE_SECONDS` (a week by default), so the table holds far more
 finished jobs than live ones; the sample must not cost more as they pile up.
 
-Candidate: `JobTable.depth()` (pending and leased counted on their indexes) on a table of
+Candidate: `JobTable.depth()` (a queue's pending and leased jobs per type, and its oldest due
+job's wait, counted on the queue's index) on a table of
 1,000 pending jobs and 1,000,000 done ones (`--quick`: 100,000). Baseline: the same call on a
 table of the 1,000 pending jobs alone. Both are file databases opened with `open_sqlite`
 (WAL, `synchronous = NORMAL`, a thread per transaction), measured in alternating rounds, the

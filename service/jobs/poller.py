@@ -50,7 +50,14 @@ JOBS = counter(
     labels=["outcome"],
 )
 JOBS_QUEUED = gauge(
-    "service_jobs_queued", "Jobs in the job table, by state (pending, leased).", labels=["state"]
+    "service_jobs_queued",
+    "Jobs waiting or running, by queue, state (pending, leased) and type.",
+    labels=["queue", "state", "type"],
+)
+OLDEST_WAIT = gauge(
+    "service_jobs_oldest_pending_seconds",
+    "How long the oldest due job of a queue has waited to start.",
+    labels=["queue"],
 )
 
 
@@ -85,10 +92,8 @@ class JobsSettings(BaseModel):
 #: How long one attempt to record a job's outcome may take, even during the hard stop.
 SETTLE_SECONDS = 5.0
 
-#: How often finished jobs past their retention are deleted, and how many per transaction:
-#: short transactions, so claims and completions never wait long behind a purge.
+#: How often finished jobs past their retention are deleted.
 PURGE_EVERY = 60.0
-PURGE_BATCH = 1_000
 
 
 def job_poller(
@@ -180,7 +185,7 @@ async def _poll(
     async with trio.open_nursery() as running, trio.open_nursery() as watchers:
         watchers.start_soon(wake_on_enqueue)
         watchers.start_soon(wake_on_stop)
-        watchers.start_soon(_report_queue_depth, ctx, table)
+        watchers.start_soon(_report_queue_depth, ctx, table, queue)
         watchers.start_soon(_purge_finished_jobs, ctx, table)
         task_status.started()
         while not ctx.stopping.is_set():
@@ -206,11 +211,20 @@ async def _poll(
         watchers.cancel_scope.cancel(reason="the soft stop: no more claims")
 
 
-async def _report_queue_depth(ctx: WorkerContext[JobsSettings], table: JobTable) -> None:
+async def _report_queue_depth(
+    ctx: WorkerContext[JobsSettings], table: JobTable, queue: str
+) -> None:
+    shown: set[tuple[str, str]] = set()
     async for _ in ctx.every(ctx.settings.poll_interval):
         with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
-            for state, count in (await table.depth()).items():
-                JOBS_QUEUED.labels(state=state).set(count)
+            depth = await table.depth(queue)
+            counts = {(state, job_type or "?"): n for (job_type, state), n in depth.jobs.items()}
+            for state, job_type in shown - counts.keys():  # no longer waiting: not a stale count
+                JOBS_QUEUED.remove(queue, state, job_type)
+            for (state, job_type), number in counts.items():
+                JOBS_QUEUED.labels(queue=queue, state=state, type=job_type).set(number)
+            shown = set(counts)
+            OLDEST_WAIT.labels(queue=queue).set(depth.oldest_wait)
 
 
 async def _purge_finished_jobs(ctx: WorkerContext[JobsSettings], table: JobTable) -> None:
@@ -222,19 +236,8 @@ async def _purge_finished_jobs(ctx: WorkerContext[JobsSettings], table: JobTable
     async for _ in ctx.every(PURGE_EVERY):
         with contextlib.suppress(DatabaseUnavailable):  # the claim loop reports outages
             for state, keep in retention:
-                if keep is not None and (purged := await _purge(table, state, keep)):
+                if keep is not None and (purged := await table.purge_all(state, older_than=keep)):
                     ctx.log.info("jobs.purged", state=state, count=purged)
-
-
-async def _purge(table: JobTable, state: JobState, keep: float) -> int:
-    """Delete the `state` jobs older than `keep` seconds, a batch per transaction."""
-    purged = 0
-    while True:
-        deleted = await table.purge(state, older_than=keep, limit=PURGE_BATCH)
-        purged += deleted or 0
-        if deleted is None or deleted < PURGE_BATCH:  # another replica's turn, or all gone
-            return purged
-        await trio.lowlevel.checkpoint()  # let claims and completions in between batches
 
 
 @dataclass(frozen=True, slots=True)

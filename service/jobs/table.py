@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import trio
+
 from service.logs import new_trace_id
 from service.resources.database import Connection, Database
 
@@ -31,6 +33,9 @@ CHANNEL = "jobs"
 
 #: The queue of a job type that names none, and of a job enqueued without one.
 DEFAULT_QUEUE = "default"
+
+#: How many jobs one purge transaction deletes at most: short, so nothing waits long on it.
+PURGE_BATCH = 1_000
 
 #: Ids bound in one statement: well under every engine's limit on parameters.
 _IDS_PER_STATEMENT = 500
@@ -54,6 +59,18 @@ class Job:
     attempt: int
     #: When it was enqueued (the database's clock): how long it has waited.
     created_at: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """What waits: jobs by (type, state), pending and leased only, and how long the oldest
+    due job has waited (seconds)."""
+
+    jobs: dict[tuple[str | None, JobState], int]
+    oldest_wait: float
+
+    def count(self, state: JobState) -> int:
+        return sum(number for (_, of_state), number in self.jobs.items() if of_state == state)
 
 
 class JobTable:
@@ -234,19 +251,39 @@ class JobTable:
         counts.update(await self._db.transaction(count))
         return counts
 
-    async def depth(self) -> dict[JobState, int]:
-        """How many jobs are pending and leased: counted on their indexes, so the cost does
-        not grow with the done and failed jobs kept."""
+    async def depth(self, queue: str = DEFAULT_QUEUE) -> QueueDepth:
+        """The pending and leased jobs of `queue` per type, and the oldest due job's wait:
+        counted on the queue's index, so the cost does not grow with the finished jobs kept."""
+        now = self._clock()
 
-        def count(connection: Connection) -> list[Any]:
-            return connection.execute(
-                "SELECT state, COUNT(*) FROM jobs WHERE state IN ('pending', 'leased')"
-                " GROUP BY state"
+        def count(connection: Connection) -> QueueDepth:
+            rows = connection.execute(
+                "SELECT job_type, state, COUNT(*) FROM jobs"
+                " WHERE queue = ? AND state IN ('pending', 'leased') GROUP BY job_type, state",
+                (queue,),
             ).fetchall()
+            [oldest] = connection.execute(
+                "SELECT MIN(available_at) FROM jobs"
+                " WHERE queue = ? AND state = 'pending' AND available_at <= ?",
+                (queue, now),
+            ).fetchone()
+            return QueueDepth(
+                {(job_type, state): number for job_type, state, number in rows},
+                0.0 if oldest is None else now - oldest,
+            )
 
-        counts: dict[JobState, int] = {"pending": 0, "leased": 0}
-        counts.update(await self._db.transaction(count))
-        return counts
+        return await self._db.transaction(count)
+
+    async def purge_all(self, state: JobState, *, older_than: float) -> int:
+        """Delete every `state` job older than `older_than` seconds, a batch per transaction
+        so claims and completions get in between; how many. 0 if another process is at it."""
+        purged = 0
+        while True:
+            deleted = await self.purge(state, older_than=older_than, limit=PURGE_BATCH)
+            purged += deleted or 0
+            if deleted is None or deleted < PURGE_BATCH:  # another process's turn, or all gone
+                return purged
+            await trio.lowlevel.checkpoint()
 
     async def purge(self, state: JobState, *, older_than: float, limit: int) -> int | None:
         """Delete up to `limit` jobs in `state` (done or failed) last changed more than

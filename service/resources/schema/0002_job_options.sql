@@ -15,4 +15,4 @@ DROP INDEX jobs_pending;
 
 CREATE INDEX jobs_due ON jobs (queue, state, priority DESC, available_at);
 
-CREATE INDEX jobs_by_type ON jobs (job_type, state);
+CREATE INDEX jobs_by_type ON jobs (state, job_type);
