@@ -46,6 +46,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.backoff import Backoff
+from service.exception_groups import lone_errors_unwrapped
 from service.redaction import mask_url, redact
 from service.resources.database import (
     Connection,
@@ -395,21 +396,17 @@ async def open_postgres(
     )
     pool.open()  # connects in its own threads, retrying with backoff while the server is down
     try:
-        async with trio.open_nursery() as nursery:
-            database = PostgresDatabase(url, conninfo, pool, nursery, listen=listen)
-            try:
-                await database.apply_migrations()
-            except DatabaseUnavailable:
-                nursery.start_soon(database.apply_migrations_until_done)
-            yield database
-            nursery.cancel_scope.cancel(reason="the database is being closed")
-    except BaseExceptionGroup as group:
         # The nursery wraps even the body's own error: let a lone one out as itself, so that
         # callers catch it as what it is.
-        if len(group.exceptions) == 1:
-            error = group.exceptions[0]
-            raise error from error.__cause__
-        raise
+        with lone_errors_unwrapped():
+            async with trio.open_nursery() as nursery:
+                database = PostgresDatabase(url, conninfo, pool, nursery, listen=listen)
+                try:
+                    await database.apply_migrations()
+                except DatabaseUnavailable:
+                    nursery.start_soon(database.apply_migrations_until_done)
+                yield database
+                nursery.cancel_scope.cancel(reason="the database is being closed")
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(pool.close)

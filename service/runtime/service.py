@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 import trio
 
+from service.exception_groups import lone_errors_unwrapped
 from service.observability import metrics
 from service.observability.stacks import frame_line, task_stack, thread_stack
 from service.observability.watchdog import LoopWatchdog
@@ -92,20 +93,13 @@ class Service:
 
         So `/livez` and `/readyz` answer from the start, through the whole shutdown.
         """
-        try:
+        # Every nursery on the way wraps even a lone error in a group: let it out as itself,
+        # so it is caught (and logged) as what it is.
+        with lone_errors_unwrapped():
             async with trio.open_nursery() as nursery:
                 task_status.started(await nursery.start(self.operations.run))
                 yield
                 nursery.cancel_scope.cancel(reason="the service has stopped")
-        except BaseExceptionGroup as group:
-            # Every nursery on the way wraps even a lone error in a group: let it out as
-            # itself, so it is caught (and logged) as what it is.
-            error: BaseException = group
-            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-                error = error.exceptions[0]
-            if error is group:
-                raise
-            raise error from None
 
     def _shutdown_duration(self) -> float:
         """For `service_shutdown_duration_seconds`: 0 until the soft stop, then time since."""

@@ -15,15 +15,10 @@ import structlog
 import trio
 from pydantic import BaseModel
 
+from service.exception_groups import cancellation_in
 from service.observability import metrics
 from service.resources import Resources
-from service.supervision.outcome import (
-    Exit,
-    StartTimeout,
-    cancellation_in,
-    classify_error,
-    describe_cancel,
-)
+from service.supervision.outcome import Exit, StartTimeout, classify_error, describe_cancel
 from service.supervision.policy import RestartIntensity, should_restart
 from service.worker import AnyWorkerSpec, WorkerContext
 
