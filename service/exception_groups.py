@@ -8,6 +8,9 @@ the same answer:
 
 - `cancellation_in(error)`: the `trio.Cancelled` an exception amounts to (itself, or a group
   of nothing but `Cancelled`), else None. For "was this only cancellation?".
+- `holds(error, *types)`: whether an exception of one of `types` is anywhere in it (for
+  `KeyboardInterrupt` and `SystemExit`, which must end the process however deeply a nursery
+  wrapped them).
 - `is_cancelled(error)`: whether a `trio.Cancelled` is anywhere in it, mixed with other errors
   or not. For cleanup that must run whenever cancellation is on its way through (give a job
   back, interrupt a statement) and then re-raise `error` as it is::
@@ -28,7 +31,6 @@ the same answer:
   itself, its traceback, `__cause__` and `__context__` intact, so that callers' `except
   OSError:` (or `except DatabaseError:`) see it. A group of several is left as it is.
 
-Only `Cancelled` is special: `KeyboardInterrupt` and `SystemExit` are found with `leaves`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import trio
 
 __all__ = [
     "cancellation_in",
+    "holds",
     "is_cancelled",
     "leaves",
     "lone_errors_unwrapped",
@@ -75,9 +78,14 @@ def cancellation_in(error: BaseException) -> trio.Cancelled | None:
     return cancelled
 
 
+def holds(error: BaseException, *types: type[BaseException]) -> bool:
+    """Whether an exception of one of `types` is in `error` (or is `error`), at any depth."""
+    return any(isinstance(leaf, types) for leaf in leaves(error))
+
+
 def is_cancelled(error: BaseException) -> bool:
     """Whether a `trio.Cancelled` is in `error` at all, alone or beside other errors."""
-    return any(isinstance(leaf, trio.Cancelled) for leaf in leaves(error))
+    return holds(error, trio.Cancelled)
 
 
 def without_cancellation(error: BaseException) -> BaseException | None:

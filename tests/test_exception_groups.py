@@ -9,6 +9,7 @@ import trio
 
 from service.exception_groups import (
     cancellation_in,
+    holds,
     is_cancelled,
     leaves,
     lone_errors_unwrapped,
@@ -47,6 +48,8 @@ async def test_a_group_mixing_cancellation_and_a_crash_is_cancelled_but_not_only
     group = BaseExceptionGroup("", [cancelled, ExceptionGroup("", [crash])])
     assert cancellation_in(group) is None
     assert is_cancelled(group)
+    assert holds(group, KeyError, RuntimeError)
+    assert not holds(group, KeyboardInterrupt, SystemExit)
     rest = without_cancellation(group)
     assert rest is not None
     assert list(leaves(rest)) == [crash]

@@ -461,3 +461,27 @@ async def test_cancellation_from_outside_is_logged_and_propagates(
     [exited] = events.named("worker.exited")
     assert exited["outcome"] == "cancelled"
     assert exited["cancel_reason"] == "deadline"
+
+
+@pytest.mark.parametrize("exit_kind", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize("in_a_nursery", [False, True], ids=["bare", "in_a_nursery"])
+async def test_an_exit_request_is_not_a_crash_even_from_a_workers_nursery(
+    exit_kind: type[BaseException], in_a_nursery: bool, events: Events, autojump_clock: object
+) -> None:
+    async def leave() -> None:
+        raise exit_kind
+
+    @worker(backoff=NO_WAIT)
+    async def leaving(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep(1)
+        if not in_a_nursery:
+            await leave()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(leave)
+
+    with pytest.RaisesGroup(exit_kind, flatten_subgroups=True):
+        async with supervised(leaving):
+            await trio.sleep(30)
+    assert events.named("worker.restarting") == []
+    assert len(events.named("worker.started")) == 1

@@ -15,7 +15,7 @@ import structlog
 import trio
 from pydantic import BaseModel
 
-from service.exception_groups import cancellation_in
+from service.exception_groups import cancellation_in, holds
 from service.observability import metrics
 from service.resources import Resources
 from service.supervision.outcome import Exit, StartTimeout, classify_error, describe_cancel
@@ -157,7 +157,8 @@ class WorkerRunner:
             self._log_exit(ended)
             # Cancellation must reach the scope it belongs to; a crash mixed with cancellation
             # is kept as the crash, and the cancellation fires again at the next checkpoint.
-            if kind == "cancelled" or isinstance(exc, KeyboardInterrupt | SystemExit):
+            # KeyboardInterrupt and SystemExit end the process, even from a nursery's group.
+            if kind == "cancelled" or holds(exc, KeyboardInterrupt, SystemExit):
                 raise
             return ended
         uptime = trio.current_time() - began
