@@ -9,6 +9,8 @@ import trio
 import trio.testing
 
 from service import Backoff, WorkerContext, unit_of_work, worker
+from service.resources import Resources
+from service.supervision.runner import WorkerRunner
 from service.testing import supervised
 from tests.conftest import Events
 
@@ -485,3 +487,23 @@ async def test_an_exit_request_is_not_a_crash_even_from_a_workers_nursery(
             await trio.sleep(30)
     assert events.named("worker.restarting") == []
     assert len(events.named("worker.started")) == 1
+
+
+@pytest.mark.parametrize("how", ["soft", "hard"])
+async def test_a_stop_requested_before_the_first_attempt_starts_nothing(
+    how: str, events: Events, autojump_clock: object
+) -> None:
+    @worker(grace=30)
+    async def late(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await ctx.stopping.wait()
+
+    runner = WorkerRunner(late, late.settings(), on_give_up=lambda name: None)
+    if how == "soft":
+        runner.request_stop()
+    else:
+        runner.cancel("second signal (SIGINT) during shutdown")
+    with trio.fail_after(1):  # not the 30 s grace: the stop was not lost
+        await runner.run(Resources())
+    assert runner.state == "ended"
+    assert events.named("worker.started") == []

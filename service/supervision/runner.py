@@ -101,6 +101,11 @@ class WorkerRunner:
             self.done.set()
 
     async def _supervise(self) -> None:
+        if self._stopping:
+            # Stopped before the first attempt began (a signal while the supervisor was still
+            # starting the workers before this one): start none, rather than one whose
+            # context never hears of the stop and is cut off only when its grace runs out.
+            return
         attempt = 1
         while True:
             ended = await self._attempt(attempt)
