@@ -37,7 +37,9 @@ log = structlog.get_logger("service.runtime")
 class Service:
     """The supervisor and the shutdown protocol around it, for one `trio.run`."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, *, forced_exit: bool = True) -> None:
+        """`forced_exit=False` for a service inside another program (a test process): its
+        stop is never cut short by `os._exit`, which would end that program too."""
         self.config = config
         self.exit_code = EXIT_CLEAN
         self.stopping = False
@@ -45,10 +47,14 @@ class Service:
         self.operations = Operations(config.settings, self.supervisor)
         self.watchdog = LoopWatchdog()
         loop_thread = threading.get_ident()
-        self.forced_exit = ForcedExit(
-            config.settings.shutdown_timeout,
-            lambda: unstopped_workers(self.supervisor, loop_thread),
-            self.watchdog,
+        self.forced_exit = (
+            ForcedExit(
+                config.settings.shutdown_timeout,
+                lambda: unstopped_workers(self.supervisor, loop_thread),
+                self.watchdog,
+            )
+            if forced_exit
+            else None
         )
         self._stop_began: float | None = None
 
@@ -61,7 +67,8 @@ class Service:
         def on_signal(signum: signal.Signals) -> None:
             # Inside the signal handler, possibly while the loop is blocked: arm the deadline
             # now, and leave the rest to the loop.
-            self.forced_exit.arm()
+            if self.forced_exit is not None:
+                self.forced_exit.arm()
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self.on_signal, signum)
 
@@ -133,11 +140,17 @@ class Service:
                 self._begin_stop, reason=f"supervisor gave up on worker {worker}"
             )
 
+    def stop(self, reason: str) -> None:
+        """Begin the two-phase stop, as a first signal would (a later call changes nothing)."""
+        if not self.stopping:
+            self._begin_stop(reason=reason)
+
     def _begin_stop(self, **why: str) -> None:
         self.stopping = True
         self._stop_began = time.monotonic()
         log.info("service.stopping", **why)
-        self.forced_exit.arm()
+        if self.forced_exit is not None:
+            self.forced_exit.arm()
         self.supervisor.stop()
 
 
