@@ -47,6 +47,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.backoff import Backoff
 from service.exception_groups import lone_errors_unwrapped
+from service.logs import RateLimitedLog
 from service.redaction import mask_url, redact
 from service.resources.database import (
     Connection,
@@ -87,6 +88,10 @@ MIGRATION_LOCK = 0x5E4C1CE_0001
 #: Retry rhythm of the migration (until the first connection works) and of the listener.
 MIGRATION_RETRY = Backoff(0.5, 10.0)
 LISTENER_RECONNECT = Backoff(0.5, 10.0)
+#: How long a listener connection must stay up before a loss of it starts the backoff anew.
+LISTENER_STABLE_S = 30.0
+#: At most one `db.listener_down` line per this many seconds.
+LISTENER_DOWN_LOG_PERIOD_S = 10.0
 
 
 def check_url(url: str) -> None:
@@ -230,28 +235,44 @@ class PostgresDatabase:
     # -- the listener ---------------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
-        """Forward notifications to this process's waiters; reconnect with backoff if lost."""
+        """Forward notifications to this process's waiters; reconnect with backoff if lost.
+
+        A server that accepts connections and drops them at once (flapping, or a proxy in
+        front of a server that is down) must not make this loop spin: the backoff is reset
+        only after a connection stayed up `LISTENER_STABLE_S`, and `db.listener_down` is
+        logged at most once per `LISTENER_DOWN_LOG_PERIOD_S` (later lines count the rest).
+        """
         # Started from the first waiter's task, with a copy of its context: this task is the
         # resource's, not that worker's (nor that unit of work's), so its lines are too.
         structlog.contextvars.clear_contextvars()
         reconnects = LISTENER_RECONNECT.tracker()
+        down = RateLimitedLog(
+            log, "db.listener_down", period=LISTENER_DOWN_LOG_PERIOD_S, clock=trio.current_time
+        )
         while True:
+            connected_at: float | None = None
             try:
-                # Shielded: a connection made must reach the `finally` below to be closed.
-                with trio.CancelScope(shield=True):
-                    connection = await trio.to_thread.run_sync(
-                        partial(psycopg.connect, self._conninfo, autocommit=True)
-                    )
-                reconnects.reset()
+                connection = await self._connect_listener()
+                connected_at = trio.current_time()
                 try:
                     await self._forward(connection)  # returns only by raising
                 finally:
                     connection.close()
             except psycopg.Error as exc:
                 reason = self._describe(exc)
+            if connected_at is not None and trio.current_time() - connected_at >= LISTENER_STABLE_S:
+                reconnects.reset()  # it was up long enough: this is a new outage
             delay = reconnects.next_delay()
-            log.warning("db.listener_down", reason=reason, retry_in_s=round(delay, 3))
+            down.warning(reason=reason, retry_in_s=round(delay, 3))
             await trio.sleep(delay)
+
+    async def _connect_listener(self) -> PgConnection:
+        # Shielded: a connection made must reach its caller, which closes it.
+        with trio.CancelScope(shield=True):
+            connection = await trio.to_thread.run_sync(
+                partial(psycopg.connect, self._conninfo, autocommit=True)
+            )
+        return connection  # noqa: RET504  # after the scope: mypy knows it may swallow
 
     async def _forward(self, connection: PgConnection) -> NoReturn:
         fd = connection.fileno()
