@@ -17,7 +17,10 @@ server is down or unreachable: the schema is migrated on the first connection th
 background until then. Meanwhile, and whenever a call loses its connection, calls raise
 `DatabaseUnavailable` saying why; the pool makes new connections by itself. Only what waiting
 cannot fix (a malformed URL, a schema newer than this code, missing privileges) is a plain
-`DatabaseError`, which at start-up ends the service with `resource.failed`.
+`DatabaseError`, which at start-up ends the service with `resource.failed`. Found later by
+the migration retried in the background, it (like any failure of the listener) is reported
+to the service (`service.resources.failures`), which stops in order: never raised into this
+resource's nursery, where it would hard-cancel every worker using the database.
 
 Notifications: a commit with `notify=` sends `NOTIFY` inside its transaction, which the server
 delivers at commit to every listening replica. A listener connection (started by the first
@@ -31,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 from typing import Any, NoReturn, TypeVar
@@ -57,6 +60,7 @@ from service.resources.database import (
     Dialect,
     Notifications,
 )
+from service.resources.failures import report_failure
 from service.resources.migrations import migrate
 from service.resources.threads import run_interruptible
 
@@ -150,10 +154,21 @@ class PostgresDatabase:
         if self._listen and channel not in self._channels:
             self._channels.add(channel)
             if len(self._channels) == 1:
-                self._nursery.start_soon(self._listen_forever)
+                self._nursery.start_soon(self._in_background, self._listen_forever)
             elif self._listener_wait is not None:
                 self._listener_wait.cancel(reason=f"LISTEN {channel} as well")
         await self._notifications.wait(channel)
+
+    async def _in_background(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one of this resource's own tasks (the migration retried, the listener).
+
+        Its failure is reported to the service, which stops in order; raised, it would cancel
+        this resource's nursery and with it every worker using the database, at once.
+        """
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001  # handed on whole: the service decides
+            report_failure("db", exc)
 
     # -- calls, in worker threads ---------------------------------------------------------
 
@@ -210,6 +225,10 @@ class PostgresDatabase:
         self._migrated = True
 
     async def apply_migrations_until_done(self) -> None:
+        """In the background, until the server lets the migration through."""
+        await self._in_background(self._retry_migrations)
+
+    async def _retry_migrations(self) -> None:
         retries = MIGRATION_RETRY.tracker()
         while not self._migrated:
             await trio.sleep(retries.next_delay())

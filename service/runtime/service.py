@@ -22,6 +22,7 @@ from service.ops import Operations
 from service.ops.server import ListenError
 from service.registry import ServiceConfig
 from service.resources import DatabaseError, open_resources
+from service.resources.failures import failures_reported_to
 from service.runtime.forced_exit import ForcedExit
 from service.runtime.signals import stop_signal_handlers
 from service.supervision import Supervisor
@@ -73,7 +74,11 @@ class Service:
                 token.run_sync_soon(self.on_signal, signum)
 
         metrics.SHUTDOWN_DURATION.set_function(self._shutdown_duration)
-        with self.watchdog.running(), stop_signal_handlers(on_signal):
+        with (
+            self.watchdog.running(),
+            stop_signal_handlers(on_signal),
+            failures_reported_to(self._resource_failed),
+        ):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
             self._warn_about_configuration()
             uses = {name for item in self.config.workers for name in item.spec.uses}
@@ -144,6 +149,24 @@ class Service:
         """Begin the two-phase stop, as a first signal would (a later call changes nothing)."""
         if not self.stopping:
             self._begin_stop(reason=reason)
+
+    def _resource_failed(self, resource: str, error: Exception) -> None:
+        """A resource's background work failed (PostgreSQL: the migration retried, the
+        listener): log it, and stop in order. The exit code says what happened: 2 for what
+        waiting cannot fix (privileges, a newer schema: as at start-up), 1 for anything else
+        (unexpected: a bug)."""
+        unexpected = not isinstance(error, DatabaseError)
+        log.error(
+            "resource.failed",
+            resource=resource,
+            error=str(error) if not unexpected else f"{type(error).__name__}: {error}",
+            exc_info=error if unexpected else None,
+        )
+        if self.exit_code == EXIT_CLEAN:
+            self.exit_code = EXIT_CRASHED if unexpected else EXIT_USAGE
+        if not self.stopping:
+            # Reported from the resource's own task: log outside its context.
+            contextvars.Context().run(self._begin_stop, reason=f"resource {resource} failed")
 
     def _begin_stop(self, **why: str) -> None:
         self.stopping = True
