@@ -507,3 +507,43 @@ async def test_a_stop_requested_before_the_first_attempt_starts_nothing(
         await runner.run(Resources())
     assert runner.state == "ended"
     assert events.named("worker.started") == []
+
+
+async def test_statistics_is_a_snapshot_of_every_worker_that_ops_can_keep(
+    autojump_clock: object,
+) -> None:
+    warmed_up = trio.Event()
+
+    @worker(restart="temporary")
+    async def warming(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        ctx.not_ready("warming up")
+        task_status.started()
+        await warmed_up.wait()
+        ctx.ready()
+        await ctx.stopping.wait()
+
+    async with supervised(warming) as supervisor:
+        await supervisor.ready.wait()
+        await trio.sleep(5)
+        before = supervisor.statistics()
+        warmed_up.set()
+        await trio.sleep(1)
+        after = supervisor.statistics()
+        [runner] = supervisor.runners
+
+    [early], [later] = before.workers, after.workers
+    assert (early.name, early.restart, early.state) == ("warming", "temporary", "running")
+    assert early.not_ready_reason == "warming up"  # as it was: the snapshot did not move
+    assert before.not_ready_reasons() == ["worker warming: warming up"]
+    assert early.attempt_started_at == later.attempt_started_at is not None
+    assert early.task is runner.task
+    assert later.not_ready_reason is None
+    assert after.not_ready_reasons() == []
+    ended = supervisor.statistics()
+    assert ended.stopping
+    assert ended.workers[0].state == "ended"
+    assert ended.workers[0].task is None  # nothing left to show in a task tree
+    assert ended.workers[0].last_exit is not None
+    assert ended.workers[0].last_exit.outcome == "stopped"
+    with pytest.raises(AttributeError):
+        early.state = "ended"  # type: ignore[misc]

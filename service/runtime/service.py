@@ -178,21 +178,25 @@ class Service:
 
 
 def unstopped_workers(supervisor: Supervisor, loop_thread: int) -> list[dict[str, Any]]:
-    """Every worker still running and where it is: the loop's own stack for one blocking it."""
+    """Every worker still running and where it is: the loop's own stack for one blocking it.
+
+    Called on the watchdog's thread, possibly while the loop is stuck: it reads the
+    supervisor's snapshot, never the runners' fields.
+    """
     loop_frames = thread_stack(loop_thread)
     report = []
-    for runner in supervisor.runners:
-        if runner.done.is_set() or runner.task is None:
+    for worker in supervisor.statistics().workers:
+        if worker.task is None:
             continue
-        entry: dict[str, Any] = {"worker": runner.name, "state": runner.state}
-        outer = runner.task.coro.cr_frame
+        entry: dict[str, Any] = {"worker": worker.name, "state": worker.state}
+        outer = worker.task.coro.cr_frame
         if outer in loop_frames:
             entry["blocking_loop"] = True
             entry["stack"] = [
                 frame_line(frame) for frame in loop_frames[loop_frames.index(outer) :]
             ]
         else:
-            entry["stack"] = task_stack(runner.task)
+            entry["stack"] = task_stack(worker.task)
         report.append(entry)
     return report
 

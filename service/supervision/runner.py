@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -20,9 +21,29 @@ from service.observability import metrics
 from service.resources import Resources
 from service.supervision.outcome import Exit, StartTimeout, classify_error, describe_cancel
 from service.supervision.policy import RestartIntensity, should_restart
-from service.worker import AnyWorkerSpec, WorkerContext
+from service.worker import AnyWorkerSpec, RestartType, WorkerContext
 
 State = Literal["pending", "starting", "running", "backoff", "stopping", "ended"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """One worker as it was when `WorkerRunner.statistics()` was called: a copy, never
+    updated, safe to keep, to render, or to take from another thread (the forced exit's)."""
+
+    name: str
+    restart: RestartType
+    state: State
+    #: When the current attempt began (Trio time); None before the first.
+    attempt_started_at: float | None
+    restarts: int
+    #: Why this worker keeps the service from being ready (None: it does not).
+    not_ready_reason: str | None
+    #: How the last attempt ended (None until one has).
+    last_exit: Exit | None
+    #: The runner's task until the runner ends (None before it starts and after it ends).
+    task: trio.lowlevel.Task | None
+
 
 log = structlog.get_logger("service.supervision")
 
@@ -76,6 +97,20 @@ class WorkerRunner:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def statistics(self) -> WorkerStatistics:
+        """A snapshot of this worker, `trio.Lock.statistics()`-style (any thread may call it)."""
+        state = self.state
+        return WorkerStatistics(
+            name=self.name,
+            restart=self.spec.restart,
+            state=state,
+            attempt_started_at=self.started_at,
+            restarts=self.restarts,
+            not_ready_reason=self.not_ready_reason,
+            last_exit=self.last_exit,
+            task=None if state == "ended" else self.task,
+        )
 
     @property
     def not_ready_reason(self) -> str | None:
