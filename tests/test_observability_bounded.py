@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.observability.bounded import write_within
+from service import logs
+from service.observability.bounded import BoundedWriter, write_within
 
 
 @pytest.fixture
@@ -35,6 +36,21 @@ def test_a_full_pipe_is_given_up_on_at_the_deadline(pipe: tuple[int, int]) -> No
     assert os.get_blocking(write_end)  # the service's own stdout is left as it was
     os.read(read_end, 4096)  # room again: the next report goes out
     assert write_within(write_end, b"report\n", time.monotonic() + 5) == len(b"report\n")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_line_takes_the_log_lock_if_free_and_goes_past_a_stuck_holder(
+    pipe: tuple[int, int],
+) -> None:
+    read_end, write_end = pipe
+    with os.fdopen(os.dup(write_end), "w") as stream:
+        logs.configure(log_format="json", stream=stream)
+        writer = BoundedWriter(budget=0.05)
+        writer.msg('{"event": "free"}')
+        with logs.current_output().lock:  # a thread stuck in a write, inside the lock
+            writer.msg('{"event": "past"}')
+    # Under the lock a line as any other; past it, on a line of its own.
+    assert os.read(read_end, 4096) == b'{"event": "free"}\n\n{"event": "past"}\n'
 
 
 def _fill(write_end: int) -> None:

@@ -1,17 +1,20 @@
-"""Log lines from the watchdog's thread, written past the log lock and never waiting for long.
+"""Log lines from the watchdog's thread, never waiting on the log lock or stdout for long.
 
-structlog's `WriteLogger` writes under a lock. When stdout is a pipe nobody drains (a stuck log
-collector, a paused `| less`) the thread that is writing blocks inside that lock, and every
-other thread that logs waits behind it: logs are back-pressure, and the event loop stalls.
-The watchdog's thread exists for exactly that moment, so its reports (`loop.stalled`, and the
-forced exit's `shutdown.unstopped`) must not queue there. `bounded_logger` renders them with
-the service's own processors (the same format as every other line) and writes them straight to
-the file descriptor, without the lock, in writes that cannot block: what stdout has not taken
-when the budget is spent is dropped. A report lost to a blocked stdout could not have been read
-anyway; a forced exit delayed by it would be a process that never ends.
+Log lines are written under one lock (`service.logs.Output.lock`). When stdout is a pipe
+nobody drains (a stuck log collector, a paused `| less`) the thread that is writing blocks
+inside that lock, and every other thread that logs waits behind it: logs are back-pressure,
+and the event loop stalls. The watchdog's thread exists for exactly that moment, so its
+reports (`loop.stalled`, and the forced exit's `shutdown.unstopped`) must not queue there.
+`bounded_logger` renders them with the service's own processors (the same format as every
+other line) and writes them within a budget: under the lock if it is free within the budget
+(so lines never interleave), past it otherwise, always in writes that cannot block. What
+stdout has not taken when the budget is spent is dropped: a report lost to a blocked stdout
+could not have been read anyway, and a forced exit delayed by it would be a process that
+never ends.
 
-Each line starts with a newline: the writer it overtakes may be stuck halfway through a line of
-its own, and the report must be a line a parser can read (`LogLines` skips the blank one).
+A line written past the lock starts with a newline: the writer holding the lock may be stuck
+halfway through a line of its own, and the report must be a line a parser can read
+(`LogLines` skips the blank one).
 """
 
 from __future__ import annotations
@@ -28,26 +31,43 @@ from typing import Any
 
 import structlog
 
+from service.logs import current_output
+
 #: The largest write a pipe takes in one piece, or refuses whole (POSIX: at least 512).
 _CHUNK = 512
 
 
-def bounded_logger(*, fd: int = 1, budget: float = 1.0) -> Any:
+def bounded_logger(*, budget: float) -> Any:
     """A structlog logger like `structlog.get_logger()`, rendered by the configured
-    processors, whose lines go to `fd` through a `BoundedWriter`: at most `budget` seconds a
-    line, never behind the log lock."""
-    return structlog.wrap_logger(BoundedWriter(fd, budget))
+    processors, whose lines go to the configured output through a `BoundedWriter`: at most
+    `budget` seconds a line, never blocked by the log lock or by stdout."""
+    return structlog.wrap_logger(BoundedWriter(budget))
 
 
 class BoundedWriter:
     """A structlog logger (what `wrap_logger` wraps) that writes each line within a budget."""
 
-    def __init__(self, fd: int, budget: float) -> None:
-        self._fd = fd
+    def __init__(self, budget: float) -> None:
         self._budget = budget
 
     def msg(self, message: str) -> None:
-        write_within(self._fd, f"\n{message}\n".encode(), time.monotonic() + self._budget)
+        deadline = time.monotonic() + self._budget
+        output = current_output()
+        try:
+            fd: int | None = output.stream.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream: it cannot block
+            fd = None
+        if output.lock.acquire(timeout=self._budget):
+            try:
+                if fd is None:
+                    with contextlib.suppress(ValueError, OSError):  # closed: nobody to tell
+                        output.stream.write(message + "\n")
+                else:
+                    write_within(fd, f"{message}\n".encode(), deadline)
+            finally:
+                output.lock.release()
+        elif fd is not None:  # the lock's holder is stuck in a write: a line of our own
+            write_within(fd, f"\n{message}\n".encode(), deadline)
 
     debug = info = warning = error = critical = exception = msg
 
