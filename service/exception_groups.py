@@ -18,9 +18,9 @@ the same answer:
       try:
           await handle(job)
       except BaseException as exc:
-          if not is_cancelled(exc):
-              raise
-          await release(job)
+          if is_cancelled(exc):  # a hard stop, even from inside the handler's own nursery
+              with trio.CancelScope(shield=True):  # the scope around is cancelled
+                  await release(job)
           raise
 
 - `without_cancellation(error)`: what remains once every `Cancelled` is taken out (None if
@@ -30,7 +30,6 @@ the same answer:
 - `with lone_errors_unwrapped():` lets a group of exactly one exception out as that exception
   itself, its traceback, `__cause__` and `__context__` intact, so that callers' `except
   OSError:` (or `except DatabaseError:`) see it. A group of several is left as it is.
-
 """
 
 from __future__ import annotations
