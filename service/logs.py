@@ -2,7 +2,9 @@
 
 Our own events go through structlog's fast path straight to the output stream; records from
 the stdlib `logging` module (hypercorn, psycopg, ...) are rendered by the same processors, so
-an operator sees one format. Both write through one lock, so lines never interleave.
+an operator sees one format. Both write through one lock, so lines never interleave. The lock
+is `Output.lock`, visible to the watchdog's thread (`observability.bounded`), which takes it
+when it can within a moment and writes past it when a thread blocked on a full stdout holds it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import logging
 import math
 import random
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -49,7 +53,9 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         structlog.processors.StackInfoRenderer(),
     ]
-    writer = structlog.WriteLogger(out)
+    global _output  # noqa: PLW0603  # one output per process, as structlog's configuration
+    _output = Output(out)
+    writer = LineWriter(_output)
     structlog.configure(
         processors=[*shared, exceptions, _lead_with_essentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
@@ -86,10 +92,42 @@ def _pass_through(logger: Any, method: str, event_dict: Any) -> Any:
     return event_dict
 
 
-class _WriteLoggerHandler(logging.Handler):
-    """A stdlib handler that writes through structlog's logger, sharing its lock."""
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Where log lines go, and the lock each line is written under."""
 
-    def __init__(self, writer: structlog.WriteLogger) -> None:
+    stream: TextIO
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_output = Output(sys.stdout)
+
+
+def current_output() -> Output:
+    """The output `configure` set up (stdout, before it is called)."""
+    return _output
+
+
+class LineWriter:
+    """A structlog logger (what `logger_factory` returns) writing whole lines under the
+    output's lock, flushed at once: what `structlog.WriteLogger` does, with a lock others
+    can see."""
+
+    def __init__(self, output: Output) -> None:
+        self._output = output
+
+    def msg(self, message: str) -> None:
+        with self._output.lock:
+            self._output.stream.write(message + "\n")
+            self._output.stream.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+class _WriteLoggerHandler(logging.Handler):
+    """A stdlib handler that writes through our line writer, sharing its lock."""
+
+    def __init__(self, writer: LineWriter) -> None:
         super().__init__()
         self._writer = writer
 

@@ -36,6 +36,15 @@ T = TypeVar("T")
 DEFAULT_BACKOFF = Backoff()
 
 
+@dataclass(slots=True)
+class _Readiness:
+    """The one thing about a running worker that changes: kept in an object of its own (as
+    `stopping` is an event), so the context stays frozen instead of being written to with
+    `object.__setattr__`."""
+
+    reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class WorkerContext(Generic[SettingsT]):
     """What a running worker gets: identity, logger, settings and the soft-stop signal.
@@ -50,8 +59,7 @@ class WorkerContext(Generic[SettingsT]):
     attempt: int = 1
     resources: Resources = field(default_factory=Resources)
     log: FilteringBoundLogger = field(init=False)
-    #: Why this worker is not ready although it has started (None: it is ready).
-    not_ready_reason: str | None = field(default=None, init=False)
+    _readiness: _Readiness = field(default_factory=_Readiness, init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log", structlog.get_logger().bind(worker=self.name))
@@ -79,13 +87,18 @@ class WorkerContext(Generic[SettingsT]):
         """The database, for a worker declared with `uses=[db]`: `ctx.use(db)`."""
         return self.use(db)
 
+    @property
+    def not_ready_reason(self) -> str | None:
+        """Why this worker is not ready although it has started (None: it is ready)."""
+        return self._readiness.reason
+
     def not_ready(self, reason: str) -> None:
         """Make the service not ready until `ready()`: say so while disconnected, say."""
-        object.__setattr__(self, "not_ready_reason", reason)
+        self._readiness.reason = reason
 
     def ready(self) -> None:
         """Ready again (after `not_ready`)."""
-        object.__setattr__(self, "not_ready_reason", None)
+        self._readiness.reason = None
 
 
 class WorkerFunction(Protocol[SettingsT]):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import structlog
 
-from service import jobs, resources
+from service import jobs, logs, resources
 
 pytest_plugins = ["service.testing.plugin", "pytester", "tests.postgres_fixtures"]
 
@@ -54,8 +54,10 @@ def declarations() -> Iterator[None]:
 
 
 @pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """For tests that call `service.logs.configure`: put structlog and stdlib logging back."""
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that call `service.logs.configure`: put structlog, stdlib logging and the
+    log output (which the watchdog's bounded writer reads) back."""
+    monkeypatch.setattr(logs, "_output", logs.current_output())
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield

@@ -10,9 +10,12 @@ import pytest
 import trio
 import trio.testing
 
-from service.resources import DatabaseError, migrations, sqlite
+from service import Backoff, NoSettings, WorkerContext
+from service.outage import DatabaseOutage
+from service.resources import DatabaseError, DatabaseUnavailable, migrations, sqlite
 from service.resources.database import Connection
 from service.resources.sqlite import open_sqlite, parse_url
+from tests.conftest import Events
 
 FOREVER = (
     "WITH RECURSIVE forever(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM forever)"
@@ -105,6 +108,54 @@ async def test_a_locked_database_is_a_clear_error(
                 pass
     finally:
         holder.close()
+
+
+async def test_another_process_holding_the_database_past_the_busy_timeout_is_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "held.db"
+    async with open_sqlite(f"sqlite:///{path}") as db:
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")  # another process writing, and not letting go
+            with pytest.raises(DatabaseUnavailable, match="database is locked") as caught:
+                await db.transaction(lambda c: c.execute("CREATE TABLE scratch (x)"))
+            assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        finally:
+            holder.close()
+        await db.transaction(lambda c: c.execute("CREATE TABLE scratch (x)"))  # it passed
+        assert "scratch" in await db.transaction(tables)
+
+
+async def test_a_worker_rides_out_another_process_holding_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / "held.db"
+    ctx = WorkerContext("writer", NoSettings())
+    outage = DatabaseOutage(ctx, backoff=Backoff(0.01, 0.01))
+    async with open_sqlite(f"sqlite:///{path}") as db:
+        holder = sqlite3.connect(path, isolation_level=None)
+        attempts = 0
+
+        async def create() -> object:
+            nonlocal attempts
+            attempts += 1
+            if attempts == 2:  # the other process lets go after the first attempt failed
+                holder.rollback()
+            return await db.transaction(lambda c: c.execute("CREATE TABLE scratch (x)"))
+
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            await outage.retry(create)
+        finally:
+            holder.close()
+    assert attempts == 2
+    [unavailable] = events.named("db.unavailable")
+    assert "database is locked" in unavailable["reason"]
+    assert events.named("db.available")
+    assert ctx.not_ready_reason is None  # ready again
 
 
 async def test_memory_databases_work_and_are_private(tmp_path: Path) -> None:

@@ -18,11 +18,17 @@ import pytest
 import trio
 import trio.testing
 
+from service import Backoff, NoSettings, WorkerContext, worker
+from service.config import Settings
 from service.jobs import JobTable
+from service.registry import ServiceConfig
 from service.resources import DatabaseError, DatabaseUnavailable, migrations
+from service.resources import postgres as postgres_module
 from service.resources.database import Connection
-from service.resources.postgres import open_postgres
+from service.resources.postgres import PostgresDatabase, open_postgres
+from service.runtime.service import Service
 from service.testing.postgres import PASSWORD, PostgresCluster
+from service.worker import ConfiguredWorker
 from tests.conftest import Events
 
 T = TypeVar("T")
@@ -370,3 +376,65 @@ async def test_a_malformed_url_is_an_error_that_does_not_quote_the_password() ->
     assert not isinstance(caught.value, DatabaseUnavailable)
     assert "se%zzcret" not in str(caught.value)
     assert "invalid percent-encoded token" in str(caught.value)
+
+
+# -- the resource's background work failing ----------------------------------------------------
+
+
+@worker(uses=("db",), grace=10)
+async def listening(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+    """Starts the listener (the first waiter does), then stops at the soft stop."""
+    task_status.started()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ctx.db.wait_for_notification, "jobs")
+        await ctx.stopping.wait()
+        nursery.cancel_scope.cancel(reason="the soft stop")
+
+
+async def run_service(pg_url: str) -> int:
+    settings = Settings.model_validate({"ops_port": 0, "db": {"url": pg_url}})
+    service = Service(
+        ServiceConfig(settings, (ConfiguredWorker(listening, NoSettings()),)), forced_exit=False
+    )
+    with trio.fail_after(PATIENCE):
+        return await service.run()
+
+
+async def test_a_listener_that_fails_stops_the_service_in_order_with_exit_1(
+    pg_url: str, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object, connection: object) -> None:
+        raise RuntimeError("a bug in the listener")
+
+    monkeypatch.setattr(PostgresDatabase, "_forward", broken)
+    assert await run_service(pg_url) == 1  # unexpected: not "bad configuration or usage"
+    [failed] = events.named("resource.failed")
+    assert failed["resource"] == "db"
+    assert failed["error"] == "RuntimeError: a bug in the listener"
+    [stopping] = events.named("service.stopping")
+    assert stopping["reason"] == "resource db failed"
+    [exited] = events.named("worker.exited")
+    assert exited["outcome"] == "stopped"  # the soft stop, not a hard cancel
+
+
+async def test_a_migration_refused_in_the_background_stops_the_service_in_order_with_exit_2(
+    pg_url: str, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server was down at start-up; when it answers, it refuses the migration (no
+    privileges): what waiting cannot fix, as at start-up, but through the ordered stop."""
+    answers = iter(
+        [DatabaseUnavailable("connection refused"), DatabaseError("cannot migrate: permission")]
+    )
+
+    async def migrate(self: PostgresDatabase) -> None:
+        await trio.lowlevel.checkpoint()
+        raise next(answers)
+
+    monkeypatch.setattr(PostgresDatabase, "apply_migrations", migrate)
+    monkeypatch.setattr(postgres_module, "MIGRATION_RETRY", Backoff(0.01, 0.01))
+    assert await run_service(pg_url) == 2
+    [failed] = events.named("resource.failed")
+    assert failed["error"] == "cannot migrate: permission"
+    assert events.named("service.stopping")[0]["reason"] == "resource db failed"
+    [exited] = events.named("worker.exited")
+    assert exited["outcome"] == "stopped"

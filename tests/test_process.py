@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import select
 import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import trio
 
 from service.testing import ServiceProcess, service_env
+from service.testing.process import ROOT, LogLines
 
 WORKERS = """
     import time
@@ -52,6 +59,14 @@ WORKERS = """
         task_status.started()
         await ctx.stopping.wait()
         time.sleep(60)  # a synchronous call: the event loop stops answering
+
+
+    @worker(grace=30)
+    async def floods_stdout(ctx: WorkerContext, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:  # logs are back-pressure: once stdout is full, the loop waits in a write
+            ctx.log.info("flood", padding="x" * 1000)
+            await trio.lowlevel.checkpoint()
 
 
     @worker()
@@ -165,6 +180,51 @@ async def test_a_loop_blocked_before_the_signal_still_exits_by_the_deadline(
     [unstopped] = service.events("shutdown.unstopped")
     assert unstopped["workers"][0]["worker"] == "blocks_at_once"
     assert any("in blocks_at_once" in frame for frame in unstopped["workers"][0]["stack"])
+
+
+async def test_the_forced_exit_comes_on_time_while_stdout_is_blocked(workers_dir: Path) -> None:
+    """stdout is a pipe nobody drains: the loop blocks inside the log lock, in a write. The
+    watchdog's reports must not wait for that lock, nor the exit for the reports."""
+    env = service_env(
+        workers_dir, SERVICE_WORKERS="proc_workers:floods_stdout", SERVICE_SHUTDOWN_TIMEOUT="1"
+    )
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # full sooner
+    output = LogLines()
+    stream = trio.lowlevel.FdStream(read_end)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "service"],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=write_end,
+        stderr=write_end,
+    )
+    try:
+        with trio.fail_after(20):
+            while not any(line.get("event") == "service.ready" for line in output.lines):
+                output.feed(bytes(await stream.receive_some()))
+            # From here on nobody reads. Once the pipe has no room left, the flood blocks in
+            # its next write that does not fit: a kernel state no event reports, so look.
+            while _has_room(write_end):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):  # the deadline is 1 s; before the fix it never came
+            assert await process.wait() == 3
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await stream.aclose()
+            os.close(write_end)
+
+
+def _has_room(fd: int) -> bool:
+    """Whether the pipe behind the write end `fd` would take a write now."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 async def trio_sleep_past_block() -> None:

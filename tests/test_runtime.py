@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
+import trio
 
 from service import WorkerContext, logs, runtime, worker
 from service.config import Settings
 from service.registry import ServiceConfig
 from service.supervision import Supervisor
+from service.testing import running_service
 from service.worker import ConfiguredWorker, NoSettings
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -68,3 +71,23 @@ def test_warns_when_no_worker_is_selected(monkeypatch: pytest.MonkeyPatch) -> No
     logs.configure(log_format="json", stream=out)
     runtime.run(config())
     assert "service.no_workers" in out.getvalue()
+
+
+async def test_a_service_in_a_test_process_never_arms_the_forced_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its stop running past the shutdown timeout must not `os._exit(3)` the test process."""
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)  # what the watchdog's thread would call
+
+    @worker(grace=1)
+    async def deaf(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep_forever()  # ignores the soft stop: its grace runs out, 10x the timeout
+
+    async with running_service(deaf, shutdown_timeout=0.1) as running:
+        await running.service.supervisor.ready.wait()
+    assert exits == []
+    [runner] = running.service.supervisor.runners
+    assert runner.last_exit is not None
+    assert runner.last_exit.outcome == "cancelled"  # stopped by the two-phase stop instead

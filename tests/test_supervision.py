@@ -9,6 +9,8 @@ import trio
 import trio.testing
 
 from service import Backoff, WorkerContext, unit_of_work, worker
+from service.resources import Resources
+from service.supervision.runner import WorkerRunner
 from service.testing import supervised
 from tests.conftest import Events
 
@@ -461,3 +463,87 @@ async def test_cancellation_from_outside_is_logged_and_propagates(
     [exited] = events.named("worker.exited")
     assert exited["outcome"] == "cancelled"
     assert exited["cancel_reason"] == "deadline"
+
+
+@pytest.mark.parametrize("exit_kind", [SystemExit, KeyboardInterrupt])
+@pytest.mark.parametrize("in_a_nursery", [False, True], ids=["bare", "in_a_nursery"])
+async def test_an_exit_request_is_not_a_crash_even_from_a_workers_nursery(
+    exit_kind: type[BaseException], in_a_nursery: bool, events: Events, autojump_clock: object
+) -> None:
+    async def leave() -> None:
+        raise exit_kind
+
+    @worker(backoff=NO_WAIT)
+    async def leaving(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep(1)
+        if not in_a_nursery:
+            await leave()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(leave)
+
+    with pytest.RaisesGroup(exit_kind, flatten_subgroups=True):
+        async with supervised(leaving):
+            await trio.sleep(30)
+    assert events.named("worker.restarting") == []
+    assert len(events.named("worker.started")) == 1
+
+
+@pytest.mark.parametrize("how", ["soft", "hard"])
+async def test_a_stop_requested_before_the_first_attempt_starts_nothing(
+    how: str, events: Events, autojump_clock: object
+) -> None:
+    @worker(grace=30)
+    async def late(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await ctx.stopping.wait()
+
+    runner = WorkerRunner(late, late.settings(), on_give_up=lambda name: None)
+    if how == "soft":
+        runner.request_stop()
+    else:
+        runner.cancel("second signal (SIGINT) during shutdown")
+    with trio.fail_after(1):  # not the 30 s grace: the stop was not lost
+        await runner.run(Resources())
+    assert runner.state == "ended"
+    assert events.named("worker.started") == []
+
+
+async def test_statistics_is_a_snapshot_of_every_worker_that_ops_can_keep(
+    autojump_clock: object,
+) -> None:
+    warmed_up = trio.Event()
+
+    @worker(restart="temporary")
+    async def warming(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
+        ctx.not_ready("warming up")
+        task_status.started()
+        await warmed_up.wait()
+        ctx.ready()
+        await ctx.stopping.wait()
+
+    async with supervised(warming) as supervisor:
+        await supervisor.ready.wait()
+        await trio.sleep(5)
+        before = supervisor.statistics()
+        warmed_up.set()
+        await trio.sleep(1)
+        after = supervisor.statistics()
+        [runner] = supervisor.runners
+
+    [early], [later] = before.workers, after.workers
+    assert (early.name, early.restart, early.state) == ("warming", "temporary", "running")
+    assert early.not_ready_reason == "warming up"  # as it was: the snapshot did not move
+    assert before.not_ready_reasons() == ["worker warming: warming up"]
+    assert early.attempt_started_at == later.attempt_started_at is not None
+    assert early.task is runner.task
+    assert later.not_ready_reason is None
+    assert after.not_ready_reasons() == []
+    ended = supervisor.statistics()
+    assert ended.stopping
+    assert ended.workers[0].state == "ended"
+    assert ended.workers[0].task is None  # nothing left to show in a task tree
+    assert ended.workers[0].last_exit is not None
+    assert ended.workers[0].last_exit.outcome == "stopped"
+    with pytest.raises(AttributeError):
+        early.state = "ended"  # type: ignore[misc]

@@ -35,13 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from structlog.typing import FilteringBoundLogger
 
 from service.backoff import Backoff
+from service.exception_groups import is_cancelled
 from service.jobs.job import REGISTERED, TYPE_KEY, JobContext, JobType
 from service.jobs.table import DEFAULT_QUEUE, Job, JobState, JobTable, MalformedPayload
 from service.logs import unit_of_work
 from service.metrics import counter, gauge
 from service.outage import DatabaseOutage
 from service.resources import DatabaseUnavailable, Resources
-from service.supervision.outcome import cancellation_in
 from service.worker import WorkerContext, WorkerSpec
 
 JOBS = counter(
@@ -294,7 +294,7 @@ class _Processing:
             error = f"{type(exc).__name__}: {exc}"
             await self._retry_or_fail(job, max_attempts, error, exc)
         except BaseException as exc:
-            if cancellation_in(exc) is not None:
+            if is_cancelled(exc):
                 # The hard stop cut it short (its `Cancelled` alone, or out of the job's own
                 # nurseries): give it back now rather than when the lease expires.
                 await self._settle(partial(self.table.release, job, owner=self.owner), job)

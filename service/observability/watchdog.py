@@ -14,6 +14,10 @@ The same thread keeps one deadline: the runtime's forced exit, which must fire p
 the loop is stuck. The deadline can be set from a signal handler: everything reaches the
 thread through a `queue.SimpleQueue`, whose `put` is reentrant, where a `threading.Event`
 could deadlock a handler that interrupts the loop thread inside its own `set()`.
+
+The thread logs only through `bounded_logger`: past the log lock, in writes that give up
+after a moment. A loop blocked writing to a stdout nobody drains holds that lock; a report
+that waited for it would stop this thread, and the deadline with it.
 """
 
 from __future__ import annotations
@@ -22,20 +26,22 @@ import math
 import queue
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
 import trio
 
 from service.observability import metrics
+from service.observability.bounded import bounded_logger
 from service.observability.stacks import frame_line, thread_stack
 from service.observability.tasktree import running_task
 
-log = structlog.get_logger("service.observability")
+#: How long a report may wait for stdout before it is dropped (the stall is still counted).
+REPORT_BUDGET_S = 0.25
+
+log = bounded_logger(budget=REPORT_BUDGET_S)
 
 _ANSWER: Final = "answer"
 _WAKE: Final = "wake"
@@ -144,8 +150,8 @@ class LoopWatchdog:
                 # `stack` string below the event, as it does a traceback.
                 stack="\n".join(frame_line(frame) for frame in frames),
             )
-        except Exception:  # noqa: BLE001  # the deadline must outlive a broken report
-            traceback.print_exc()
+        except Exception:  # the deadline must outlive a broken report
+            log.exception("loop.stall_report_failed")
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,7 +176,7 @@ class OpsApp:
         )
 
     def _workers(self, request: Request) -> Response:
-        return Response.json(describe_workers(self._supervisor, trio.current_time()))
+        return Response.json(describe_workers(self._supervisor.statistics(), trio.current_time()))
 
     def _samples(self, request: Request) -> Response:
         now = trio.current_time()

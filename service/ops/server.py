@@ -20,6 +20,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import ASGIFramework
 
+from service.exception_groups import sole
+
 log = structlog.get_logger("service.ops")
 
 #: Hypercorn's error log, bridged into ours; the "Running on ..." banner is at INFO.
@@ -47,9 +49,7 @@ async def serve(
         try:
             binds = await nursery.start(partial(hypercorn_serve, app, config, mode="asgi"))
         except BaseExceptionGroup as group:
-            error: BaseException = group
-            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-                error = error.exceptions[0]  # each of hypercorn's nurseries wrapped it
+            error = sole(group)  # each of hypercorn's nurseries wrapped it
             if not isinstance(error, OSError):
                 raise
             reason = error.strerror or str(error)

@@ -1,7 +1,7 @@
 """The workers as an operator sees them: `/debug/workers`, their state metric, their tasks.
 
-Read-only views of the supervisor's runners, taken on the event loop when asked for; nothing
-here is stored or updated as the workers change.
+Views of the supervisor's snapshot (`Supervisor.statistics()`), taken when asked for; nothing
+here reads a runner's own fields, and nothing is stored or updated as the workers change.
 """
 
 from __future__ import annotations
@@ -13,31 +13,31 @@ import trio
 from prometheus_client.core import GaugeMetricFamily
 
 from service.observability.tasktree import TaskTree, WorkerTask, snapshot
-from service.supervision import Supervisor
+from service.supervision import Supervisor, SupervisorStatistics
 from service.supervision.runner import State
 
 STATES: tuple[State, ...] = get_args(State)
 
 
-def describe_workers(supervisor: Supervisor, now: float) -> list[dict[str, Any]]:
+def describe_workers(statistics: SupervisorStatistics, now: float) -> list[dict[str, Any]]:
     """Each worker's state, uptime, restarts, and how its last run ended."""
     workers = []
-    for runner in supervisor.runners:
-        started = runner.started_at
-        attempt_running = runner.state in ("starting", "running", "stopping")
+    for worker in statistics.workers:
+        started = worker.attempt_started_at
+        attempt_running = worker.state in ("starting", "running", "stopping")
         entry: dict[str, Any] = {
-            "worker": runner.name,
-            "state": runner.state,
-            "restart": runner.spec.restart,
+            "worker": worker.name,
+            "state": worker.state,
+            "restart": worker.restart,
             "uptime_s": (
                 round(now - started, 3) if attempt_running and started is not None else None
             ),
-            "restarts": runner.restarts,
-            "not_ready": runner.not_ready_reason,
+            "restarts": worker.restarts,
+            "not_ready": worker.not_ready_reason,
             "last_exit": None,
         }
-        if runner.last_exit is not None:
-            ended = runner.last_exit
+        if worker.last_exit is not None:
+            ended = worker.last_exit
             error = ended.error
             entry["last_exit"] = {
                 "outcome": ended.outcome,
@@ -49,12 +49,12 @@ def describe_workers(supervisor: Supervisor, now: float) -> list[dict[str, Any]]
     return workers
 
 
-def worker_tasks(supervisor: Supervisor) -> dict[trio.lowlevel.Task, WorkerTask]:
+def worker_tasks(statistics: SupervisorStatistics) -> dict[trio.lowlevel.Task, WorkerTask]:
     """Each running worker's task, for the task tree: the worker's name and its start."""
     return {
-        runner.task: WorkerTask(runner.name, runner.started_at)
-        for runner in supervisor.runners
-        if runner.task is not None and runner.state != "ended"
+        worker.task: WorkerTask(worker.name, worker.attempt_started_at)
+        for worker in statistics.workers
+        if worker.task is not None
     }
 
 
@@ -62,7 +62,8 @@ def task_tree(supervisor: Supervisor) -> TaskTree:
     """The whole task tree now, worker tasks named and aged (call it on the event loop)."""
     root = trio.lowlevel.current_root_task()
     assert root is not None  # inside trio.run
-    return snapshot(root, workers=worker_tasks(supervisor), now=trio.current_time())
+    workers = worker_tasks(supervisor.statistics())
+    return snapshot(root, workers=workers, now=trio.current_time())
 
 
 class WorkerStateCollector:
@@ -77,7 +78,7 @@ class WorkerStateCollector:
             f"1 for the state each worker is in now, else 0 ({', '.join(STATES)}).",
             labels=["worker", "state"],
         )
-        for runner in self._supervisor.runners:
+        for worker in self._supervisor.statistics().workers:
             for state in STATES:
-                family.add_metric([runner.name, state], 1.0 if runner.state == state else 0.0)
+                family.add_metric([worker.name, state], 1.0 if worker.state == state else 0.0)
         yield family

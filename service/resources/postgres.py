@@ -17,7 +17,10 @@ server is down or unreachable: the schema is migrated on the first connection th
 background until then. Meanwhile, and whenever a call loses its connection, calls raise
 `DatabaseUnavailable` saying why; the pool makes new connections by itself. Only what waiting
 cannot fix (a malformed URL, a schema newer than this code, missing privileges) is a plain
-`DatabaseError`, which at start-up ends the service with `resource.failed`.
+`DatabaseError`, which at start-up ends the service with `resource.failed`. Found later by
+the migration retried in the background, it (like any failure of the listener) is reported
+to the service (`service.resources.failures`), which stops in order: never raised into this
+resource's nursery, where it would hard-cancel every worker using the database.
 
 Notifications: a commit with `notify=` sends `NOTIFY` inside its transaction, which the server
 delivers at commit to every listening replica. A listener connection (started by the first
@@ -31,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 from typing import Any, NoReturn, TypeVar
@@ -46,6 +49,8 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from service.backoff import Backoff
+from service.exception_groups import lone_errors_unwrapped
+from service.logs import RateLimitedLog
 from service.redaction import mask_url, redact
 from service.resources.database import (
     Connection,
@@ -55,6 +60,7 @@ from service.resources.database import (
     Dialect,
     Notifications,
 )
+from service.resources.failures import report_failure
 from service.resources.migrations import migrate
 from service.resources.threads import run_interruptible
 
@@ -86,6 +92,10 @@ MIGRATION_LOCK = 0x5E4C1CE_0001
 #: Retry rhythm of the migration (until the first connection works) and of the listener.
 MIGRATION_RETRY = Backoff(0.5, 10.0)
 LISTENER_RECONNECT = Backoff(0.5, 10.0)
+#: How long a listener connection must stay up before a loss of it starts the backoff anew.
+LISTENER_STABLE_S = 30.0
+#: At most one `db.listener_down` line per this many seconds.
+LISTENER_DOWN_LOG_PERIOD_S = 10.0
 
 
 def check_url(url: str) -> None:
@@ -144,10 +154,21 @@ class PostgresDatabase:
         if self._listen and channel not in self._channels:
             self._channels.add(channel)
             if len(self._channels) == 1:
-                self._nursery.start_soon(self._listen_forever)
+                self._nursery.start_soon(self._in_background, self._listen_forever)
             elif self._listener_wait is not None:
                 self._listener_wait.cancel(reason=f"LISTEN {channel} as well")
         await self._notifications.wait(channel)
+
+    async def _in_background(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one of this resource's own tasks (the migration retried, the listener).
+
+        Its failure is reported to the service, which stops in order; raised, it would cancel
+        this resource's nursery and with it every worker using the database, at once.
+        """
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001  # handed on whole: the service decides
+            report_failure("db", exc)
 
     # -- calls, in worker threads ---------------------------------------------------------
 
@@ -204,6 +225,10 @@ class PostgresDatabase:
         self._migrated = True
 
     async def apply_migrations_until_done(self) -> None:
+        """In the background, until the server lets the migration through."""
+        await self._in_background(self._retry_migrations)
+
+    async def _retry_migrations(self) -> None:
         retries = MIGRATION_RETRY.tracker()
         while not self._migrated:
             await trio.sleep(retries.next_delay())
@@ -229,28 +254,44 @@ class PostgresDatabase:
     # -- the listener ---------------------------------------------------------------------
 
     async def _listen_forever(self) -> None:
-        """Forward notifications to this process's waiters; reconnect with backoff if lost."""
+        """Forward notifications to this process's waiters; reconnect with backoff if lost.
+
+        A server that accepts connections and drops them at once (flapping, or a proxy in
+        front of a server that is down) must not make this loop spin: the backoff is reset
+        only after a connection stayed up `LISTENER_STABLE_S`, and `db.listener_down` is
+        logged at most once per `LISTENER_DOWN_LOG_PERIOD_S` (later lines count the rest).
+        """
         # Started from the first waiter's task, with a copy of its context: this task is the
         # resource's, not that worker's (nor that unit of work's), so its lines are too.
         structlog.contextvars.clear_contextvars()
         reconnects = LISTENER_RECONNECT.tracker()
+        down = RateLimitedLog(
+            log, "db.listener_down", period=LISTENER_DOWN_LOG_PERIOD_S, clock=trio.current_time
+        )
         while True:
+            connected_at: float | None = None
             try:
-                # Shielded: a connection made must reach the `finally` below to be closed.
-                with trio.CancelScope(shield=True):
-                    connection = await trio.to_thread.run_sync(
-                        partial(psycopg.connect, self._conninfo, autocommit=True)
-                    )
-                reconnects.reset()
+                connection = await self._connect_listener()
+                connected_at = trio.current_time()
                 try:
                     await self._forward(connection)  # returns only by raising
                 finally:
                     connection.close()
             except psycopg.Error as exc:
                 reason = self._describe(exc)
+            if connected_at is not None and trio.current_time() - connected_at >= LISTENER_STABLE_S:
+                reconnects.reset()  # it was up long enough: this is a new outage
             delay = reconnects.next_delay()
-            log.warning("db.listener_down", reason=reason, retry_in_s=round(delay, 3))
+            down.warning(reason=reason, retry_in_s=round(delay, 3))
             await trio.sleep(delay)
+
+    async def _connect_listener(self) -> PgConnection:
+        # Shielded: a connection made must reach its caller, which closes it.
+        with trio.CancelScope(shield=True):
+            connection = await trio.to_thread.run_sync(
+                partial(psycopg.connect, self._conninfo, autocommit=True)
+            )
+        return connection  # noqa: RET504  # after the scope: mypy knows it may swallow
 
     async def _forward(self, connection: PgConnection) -> NoReturn:
         fd = connection.fileno()
@@ -395,21 +436,17 @@ async def open_postgres(
     )
     pool.open()  # connects in its own threads, retrying with backoff while the server is down
     try:
-        async with trio.open_nursery() as nursery:
-            database = PostgresDatabase(url, conninfo, pool, nursery, listen=listen)
-            try:
-                await database.apply_migrations()
-            except DatabaseUnavailable:
-                nursery.start_soon(database.apply_migrations_until_done)
-            yield database
-            nursery.cancel_scope.cancel(reason="the database is being closed")
-    except BaseExceptionGroup as group:
         # The nursery wraps even the body's own error: let a lone one out as itself, so that
         # callers catch it as what it is.
-        if len(group.exceptions) == 1:
-            error = group.exceptions[0]
-            raise error from error.__cause__
-        raise
+        with lone_errors_unwrapped():
+            async with trio.open_nursery() as nursery:
+                database = PostgresDatabase(url, conninfo, pool, nursery, listen=listen)
+                try:
+                    await database.apply_migrations()
+                except DatabaseUnavailable:
+                    nursery.start_soon(database.apply_migrations_until_done)
+                yield database
+                nursery.cancel_scope.cancel(reason="the database is being closed")
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(pool.close)

@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar, overload
 from pydantic import BaseModel
 
 from service.config import NoSettings
+from service.exception_groups import sole
 
 T = TypeVar("T")
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -187,12 +188,5 @@ async def open_resources(
                     item.open(settings[item.name], opened)
                 )
             except Exception as exc:  # any failure to open is reported as such
-                raise ResourceFailed(item.name, _lone(exc)) from exc
+                raise ResourceFailed(item.name, sole(exc)) from exc
         yield Resources(values)
-
-
-def _lone(error: BaseException) -> BaseException:
-    """The error itself, out of the groups a resource's nursery wrapped it in."""
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

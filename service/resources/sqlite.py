@@ -3,6 +3,11 @@
 WAL journal (readers never block the writer), `busy_timeout` for short lock waits, and every
 transaction `BEGIN IMMEDIATE`, so a writer takes its lock up front instead of failing halfway.
 A cancelled call interrupts its statement (`Connection.interrupt`) and never commits.
+
+Another process holding the database past the busy timeout (a long `BEGIN EXCLUSIVE`, a
+backup), and disk I/O errors, pass: a call they fail raises `DatabaseUnavailable`, as an
+outage of the PostgreSQL server does, so a worker rides it out (not ready, backing off) the
+same way whatever the engine, instead of crashing on `OperationalError`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
-from service.resources.database import Connection, DatabaseError, Dialect, Notifications
+from service.resources.database import (
+    Connection,
+    DatabaseError,
+    DatabaseUnavailable,
+    Dialect,
+    Notifications,
+)
 from service.resources.migrations import migrate
 from service.resources.threads import run_interruptible
 
@@ -27,6 +38,10 @@ T = TypeVar("T")
 
 #: How long a statement waits for another connection's (or process's) write lock.
 BUSY_TIMEOUT_MS = 5_000
+
+#: Primary result codes of errors that may pass if the call is tried again later: the
+#: database busy or a table locked by another connection, a disk I/O error.
+TRANSIENT_ERRORS = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR})
 
 
 class SQLiteDatabase:
@@ -57,6 +72,10 @@ class SQLiteDatabase:
                 result = await run_interruptible(
                     lambda: _in_transaction(connection, work, cancelled), interrupt
                 )
+            except sqlite3.OperationalError as exc:
+                if not is_transient(exc):
+                    raise
+                raise DatabaseUnavailable(f"{self.display_url}: {_explain(exc)}") from exc
             finally:
                 self._idle.append(connection)
         if notify is not None:  # committed: other processes have to poll (no server to tell)
@@ -65,6 +84,11 @@ class SQLiteDatabase:
 
     async def wait_for_notification(self, channel: str) -> None:
         await self._notifications.wait(channel)
+
+
+def is_transient(error: sqlite3.Error) -> bool:
+    """Whether `error` may pass by itself: busy, locked, or a disk I/O error."""
+    return error.sqlite_errorcode & 0xFF in TRANSIENT_ERRORS  # extended codes keep it below
 
 
 class _Cancelled(Exception):

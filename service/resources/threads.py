@@ -15,6 +15,8 @@ from typing import TypeVar
 import outcome
 import trio
 
+from service.exception_groups import is_cancelled
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,9 @@ async def run_interruptible(work: Callable[[], T], interrupt: Callable[[], objec
     trio.lowlevel.start_thread_soon(work, deliver)
     try:
         await finished.wait()
-    except trio.Cancelled:
+    except BaseException as exc:
+        if not is_cancelled(exc):
+            raise
         interrupt()
         with trio.CancelScope(shield=True):
             await finished.wait()

@@ -4,23 +4,28 @@ The case it exists for is an event loop that no longer runs: a worker stuck in a
 call, or one that keeps its cancel scope shielded. So the deadline is kept by the stall
 watchdog's thread, which runs beside the loop for exactly that reason. Before exiting it logs
 `shutdown.unstopped` with every worker still running and where each one is stuck.
+
+The exit depends on nothing the loop can hold: the report is written past the log lock (which
+a loop blocked writing to a full stdout holds), in writes bounded by `REPORT_BUDGET_S` a line,
+and `os._exit` follows whatever became of them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
+from service.observability.bounded import bounded_logger
 from service.observability.watchdog import LoopWatchdog
 
 EXIT_FORCED = 3
 
-log = structlog.get_logger("service.runtime")
+#: How long each line of the report may wait for stdout before it is dropped.
+REPORT_BUDGET_S = 0.25
+
+log = bounded_logger(budget=REPORT_BUDGET_S)
 
 
 class ForcedExit:
@@ -47,6 +52,5 @@ class ForcedExit:
         try:
             log.critical("shutdown.unstopped", timeout_s=self._timeout, workers=self._describe())
             log.info("service.stopped", exit_code=EXIT_FORCED)
-            sys.stdout.flush()
         finally:
             os._exit(EXIT_FORCED)

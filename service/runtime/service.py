@@ -14,13 +14,15 @@ from typing import Any
 import structlog
 import trio
 
+from service.exception_groups import lone_errors_unwrapped
 from service.observability import metrics
 from service.observability.stacks import frame_line, task_stack, thread_stack
 from service.observability.watchdog import LoopWatchdog
 from service.ops import Operations
 from service.ops.server import ListenError
 from service.registry import ServiceConfig
-from service.resources import ResourceFailed, describe_error, open_resources
+from service.resources import DatabaseError, ResourceFailed, describe_error, open_resources
+from service.resources.failures import failures_reported_to
 from service.runtime.forced_exit import ForcedExit
 from service.runtime.signals import stop_signal_handlers
 from service.supervision import Supervisor
@@ -36,7 +38,9 @@ log = structlog.get_logger("service.runtime")
 class Service:
     """The supervisor and the shutdown protocol around it, for one `trio.run`."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, *, forced_exit: bool = True) -> None:
+        """`forced_exit=False` for a service inside another program (a test process): its
+        stop is never cut short by `os._exit`, which would end that program too."""
         self.config = config
         self.exit_code = EXIT_CLEAN
         self.stopping = False
@@ -44,10 +48,14 @@ class Service:
         self.operations = Operations(config.settings, self.supervisor)
         self.watchdog = LoopWatchdog()
         loop_thread = threading.get_ident()
-        self.forced_exit = ForcedExit(
-            config.settings.shutdown_timeout,
-            lambda: unstopped_workers(self.supervisor, loop_thread),
-            self.watchdog,
+        self.forced_exit = (
+            ForcedExit(
+                config.settings.shutdown_timeout,
+                lambda: unstopped_workers(self.supervisor, loop_thread),
+                self.watchdog,
+            )
+            if forced_exit
+            else None
         )
         self._stop_began: float | None = None
 
@@ -60,12 +68,17 @@ class Service:
         def on_signal(signum: signal.Signals) -> None:
             # Inside the signal handler, possibly while the loop is blocked: arm the deadline
             # now, and leave the rest to the loop.
-            self.forced_exit.arm()
+            if self.forced_exit is not None:
+                self.forced_exit.arm()
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self.on_signal, signum)
 
         metrics.SHUTDOWN_DURATION.set_function(self._shutdown_duration)
-        with self.watchdog.running(), stop_signal_handlers(on_signal):
+        with (
+            self.watchdog.running(),
+            stop_signal_handlers(on_signal),
+            failures_reported_to(self._resource_failed),
+        ):
             log.info("service.starting", workers=[item.spec.name for item in self.config.workers])
             self._warn_about_configuration()
             try:
@@ -95,20 +108,13 @@ class Service:
 
         So `/livez` and `/readyz` answer from the start, through the whole shutdown.
         """
-        try:
+        # Every nursery on the way wraps even a lone error in a group: let it out as itself,
+        # so it is caught (and logged) as what it is.
+        with lone_errors_unwrapped():
             async with trio.open_nursery() as nursery:
                 task_status.started(await nursery.start(self.operations.run))
                 yield
                 nursery.cancel_scope.cancel(reason="the service has stopped")
-        except BaseExceptionGroup as group:
-            # Every nursery on the way wraps even a lone error in a group: let it out as
-            # itself, so it is caught (and logged) as what it is.
-            error: BaseException = group
-            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-                error = error.exceptions[0]
-            if error is group:
-                raise
-            raise error from None
 
     def _shutdown_duration(self) -> float:
         """For `service_shutdown_duration_seconds`: 0 until the soft stop, then time since."""
@@ -142,30 +148,58 @@ class Service:
                 self._begin_stop, reason=f"supervisor gave up on worker {worker}"
             )
 
+    def stop(self, reason: str) -> None:
+        """Begin the two-phase stop, as a first signal would (a later call changes nothing)."""
+        if not self.stopping:
+            self._begin_stop(reason=reason)
+
+    def _resource_failed(self, resource: str, error: Exception) -> None:
+        """A resource's background work failed (PostgreSQL: the migration retried, the
+        listener): log it, and stop in order. The exit code says what happened: 2 for what
+        waiting cannot fix (privileges, a newer schema: as at start-up), 1 for anything else
+        (unexpected: a bug)."""
+        unexpected = not isinstance(error, DatabaseError)
+        log.error(
+            "resource.failed",
+            resource=resource,
+            error=describe_error(error),
+            exc_info=error if unexpected else None,
+        )
+        if self.exit_code == EXIT_CLEAN:
+            self.exit_code = EXIT_CRASHED if unexpected else EXIT_USAGE
+        if not self.stopping:
+            # Reported from the resource's own task: log outside its context.
+            contextvars.Context().run(self._begin_stop, reason=f"resource {resource} failed")
+
     def _begin_stop(self, **why: str) -> None:
         self.stopping = True
         self._stop_began = time.monotonic()
         log.info("service.stopping", **why)
-        self.forced_exit.arm()
+        if self.forced_exit is not None:
+            self.forced_exit.arm()
         self.supervisor.stop()
 
 
 def unstopped_workers(supervisor: Supervisor, loop_thread: int) -> list[dict[str, Any]]:
-    """Every worker still running and where it is: the loop's own stack for one blocking it."""
+    """Every worker still running and where it is: the loop's own stack for one blocking it.
+
+    Called on the watchdog's thread, possibly while the loop is stuck: it reads the
+    supervisor's snapshot, never the runners' fields.
+    """
     loop_frames = thread_stack(loop_thread)
     report = []
-    for runner in supervisor.runners:
-        if runner.done.is_set() or runner.task is None:
+    for worker in supervisor.statistics().workers:
+        if worker.task is None:
             continue
-        entry: dict[str, Any] = {"worker": runner.name, "state": runner.state}
-        outer = runner.task.coro.cr_frame
+        entry: dict[str, Any] = {"worker": worker.name, "state": worker.state}
+        outer = worker.task.coro.cr_frame
         if outer in loop_frames:
             entry["blocking_loop"] = True
             entry["stack"] = [
                 frame_line(frame) for frame in loop_frames[loop_frames.index(outer) :]
             ]
         else:
-            entry["stack"] = task_stack(runner.task)
+            entry["stack"] = task_stack(worker.task)
         report.append(entry)
     return report
 

@@ -9,25 +9,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
 import trio
 from pydantic import BaseModel
 
+from service.exception_groups import cancellation_in, holds
 from service.observability import metrics
 from service.resources import Resources
-from service.supervision.outcome import (
-    Exit,
-    StartTimeout,
-    cancellation_in,
-    classify_error,
-    describe_cancel,
-)
+from service.supervision.outcome import Exit, StartTimeout, classify_error, describe_cancel
 from service.supervision.policy import RestartIntensity, should_restart
-from service.worker import AnyWorkerSpec, WorkerContext
+from service.worker import AnyWorkerSpec, RestartType, WorkerContext
 
 State = Literal["pending", "starting", "running", "backoff", "stopping", "ended"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """One worker as it was when `WorkerRunner.statistics()` was called: a copy, never
+    updated, safe to keep, to render, or to take from another thread (the forced exit's)."""
+
+    name: str
+    restart: RestartType
+    state: State
+    #: When the current attempt began (Trio time); None before the first.
+    attempt_started_at: float | None
+    restarts: int
+    #: Why this worker keeps the service from being ready (None: it does not).
+    not_ready_reason: str | None
+    #: How the last attempt ended (None until one has).
+    last_exit: Exit | None
+    #: The runner's task until the runner ends (None before it starts and after it ends).
+    task: trio.lowlevel.Task | None
+
 
 log = structlog.get_logger("service.supervision")
 
@@ -82,6 +98,20 @@ class WorkerRunner:
     def name(self) -> str:
         return self.spec.name
 
+    def statistics(self) -> WorkerStatistics:
+        """A snapshot of this worker, `trio.Lock.statistics()`-style (any thread may call it)."""
+        state = self.state
+        return WorkerStatistics(
+            name=self.name,
+            restart=self.spec.restart,
+            state=state,
+            attempt_started_at=self.started_at,
+            restarts=self.restarts,
+            not_ready_reason=self.not_ready_reason,
+            last_exit=self.last_exit,
+            task=None if state == "ended" else self.task,
+        )
+
     @property
     def not_ready_reason(self) -> str | None:
         """Why this worker keeps the service from being ready, if it does."""
@@ -106,6 +136,11 @@ class WorkerRunner:
             self.done.set()
 
     async def _supervise(self) -> None:
+        if self._stopping:
+            # Stopped before the first attempt began (a signal while the supervisor was still
+            # starting the workers before this one): start none, rather than one whose
+            # context never hears of the stop and is cut off only when its grace runs out.
+            return
         attempt = 1
         while True:
             ended = await self._attempt(attempt)
@@ -162,7 +197,8 @@ class WorkerRunner:
             self._log_exit(ended)
             # Cancellation must reach the scope it belongs to; a crash mixed with cancellation
             # is kept as the crash, and the cancellation fires again at the next checkpoint.
-            if kind == "cancelled" or isinstance(exc, KeyboardInterrupt | SystemExit):
+            # KeyboardInterrupt and SystemExit end the process, even from a nursery's group.
+            if kind == "cancelled" or holds(exc, KeyboardInterrupt, SystemExit):
                 raise
             return ended
         uptime = trio.current_time() - began

@@ -8,12 +8,13 @@ hard cancel, so a worker never loses what it requires while it is still finishin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 import trio
 
 from service.resources import Resources
-from service.supervision.runner import WorkerRunner
+from service.supervision.runner import WorkerRunner, WorkerStatistics
 from service.worker import ConfiguredWorker
 
 log = structlog.get_logger("service.supervision")
@@ -58,12 +59,36 @@ class Supervisor:
         for runner in self._launched:
             runner.cancel(reason)
 
+    def statistics(self) -> SupervisorStatistics:
+        """A snapshot of every worker, in start order, `trio.Lock.statistics()`-style.
+
+        What the ops views and the forced exit read: a copy that cannot change under them,
+        rather than the runners' own fields, which only the runners write.
+        """
+        return SupervisorStatistics(
+            stopping=self._stop_requested.is_set(),
+            workers=tuple(runner.statistics() for runner in self.runners),
+        )
+
     def not_ready_reasons(self) -> list[str]:
         """Why the service is not ready (empty when it is), for `/readyz`."""
-        if self._stop_requested.is_set():
+        return self.statistics().not_ready_reasons()
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorStatistics:
+    """The supervisor as it was when `Supervisor.statistics()` was called."""
+
+    #: The stop has been requested: the service is draining.
+    stopping: bool
+    workers: tuple[WorkerStatistics, ...]
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why the service was not ready (empty when it was)."""
+        if self.stopping:
             return ["the service is stopping"]
         return [
-            f"worker {runner.name}: {reason}"
-            for runner in self.runners
-            if (reason := runner.not_ready_reason) is not None
+            f"worker {worker.name}: {worker.not_ready_reason}"
+            for worker in self.workers
+            if worker.not_ready_reason is not None
         ]

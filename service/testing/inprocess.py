@@ -2,12 +2,13 @@
 
 Unlike `supervised` (the supervisor alone), this runs `Service.run`: the ops server on a free
 port, the stall watchdog, the signal handlers, the shutdown protocol. Leaving the block stops
-it as SIGTERM would, and waits until it has stopped.
+it as SIGTERM would (the two-phase stop), and waits until it has stopped. Unlike a real
+service it never arms the forced exit: `os._exit(3)` would end the test process itself, and
+every other test with it, without a report.
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,11 +46,10 @@ async def running_service(
     *specs: AnyWorkerSpec, **settings: object
 ) -> AsyncIterator[RunningService]:
     """Run `specs` in a `Service`, with `settings` over the defaults (and `ops_port=0`)."""
-    service = Service(service_config(*specs, **settings))
+    service = Service(service_config(*specs, **settings), forced_exit=False)
     async with trio.open_nursery() as nursery:
         address = await nursery.start(service.run)
         try:
             yield RunningService(service, address)
         finally:
-            if not service.stopping:
-                service.on_signal(signal.SIGTERM)
+            service.stop("the test's block ended")

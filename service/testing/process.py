@@ -116,6 +116,8 @@ class LogLines:
         self._buffer += chunk
         *complete, self._buffer = self._buffer.split(b"\n")
         for raw in complete:
+            if not raw:
+                continue  # the blank line a watchdog report starts with (observability.bounded)
             text = raw.decode("utf-8", "replace")
             self.text.append(text)
             try:
