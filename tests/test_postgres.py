@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -18,17 +19,15 @@ import pytest
 import trio
 import trio.testing
 
-from service import Backoff, NoSettings, WorkerContext, worker
-from service.config import Settings
+from service import Backoff, WorkerContext, db, worker
 from service.jobs import JobTable
-from service.registry import ServiceConfig
-from service.resources import DatabaseError, DatabaseUnavailable, migrations
+from service.resources import DatabaseError, DatabaseSettings, DatabaseUnavailable, migrations
 from service.resources import postgres as postgres_module
 from service.resources.database import Connection
 from service.resources.postgres import PostgresDatabase, open_postgres
 from service.runtime.service import Service
+from service.testing.inprocess import service_config
 from service.testing.postgres import PASSWORD, PostgresCluster
-from service.worker import ConfiguredWorker
 from tests.conftest import Events
 
 T = TypeVar("T")
@@ -381,7 +380,7 @@ async def test_a_malformed_url_is_an_error_that_does_not_quote_the_password() ->
 # -- the resource's background work failing ----------------------------------------------------
 
 
-@worker(uses=("db",), grace=10)
+@worker(uses=[db], grace=10)
 async def listening(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -> None:
     """Starts the listener (the first waiter does), then stops at the soft stop."""
     task_status.started()
@@ -392,10 +391,10 @@ async def listening(ctx: WorkerContext, *, task_status: trio.TaskStatus[None]) -
 
 
 async def run_service(pg_url: str) -> int:
-    settings = Settings.model_validate({"ops_port": 0, "db": {"url": pg_url}})
-    service = Service(
-        ServiceConfig(settings, (ConfiguredWorker(listening, NoSettings()),)), forced_exit=False
+    config = replace(
+        service_config(listening), resource_settings={"db": DatabaseSettings(url=pg_url)}
     )
+    service = Service(config, forced_exit=False)
     with trio.fail_after(PATIENCE):
         return await service.run()
 
