@@ -44,15 +44,33 @@ TYPE_KEY = "type"
 REGISTERED: dict[str, JobType[Any]] = {}
 
 
-@dataclass(frozen=True, slots=True)
 class JobContext:
     """What a running job gets: its identity, a logger bound with it, and its resources."""
 
-    job_id: str
-    trace_id: str
-    attempt: int
-    log: FilteringBoundLogger
-    resources: Resources
+    __slots__ = ("_log", "_poller_log", "attempt", "job_id", "resources", "trace_id")
+
+    def __init__(
+        self,
+        job_id: str,
+        trace_id: str,
+        attempt: int,
+        log: FilteringBoundLogger,
+        resources: Resources,
+    ) -> None:
+        self.job_id = job_id
+        self.trace_id = trace_id
+        self.attempt = attempt
+        self.resources = resources
+        self._poller_log = log
+        self._log: FilteringBoundLogger | None = None
+
+    @property
+    def log(self) -> FilteringBoundLogger:
+        """The poller's logger bound with `job_id` and `trace_id` (bound on first use: most
+        jobs of a busy queue never log, and binding costs a microsecond)."""
+        if self._log is None:
+            self._log = self._poller_log.bind(job_id=self.job_id, trace_id=self.trace_id)
+        return self._log
 
     @overload
     def use(self, resource: Resource[T]) -> T: ...

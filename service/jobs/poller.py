@@ -252,6 +252,7 @@ class _Processing:
     outage: DatabaseOutage
     log: FilteringBoundLogger
     resources: Resources
+    resources_by_type: dict[str, Resources] = field(default_factory=dict)
 
     async def __call__(self, job: Job) -> None:
         settings, log = self.settings, self.log
@@ -277,13 +278,7 @@ class _Processing:
         except ValidationError as exc:
             await self._fail(job, f"invalid {job_type.name} payload: {_one_line(exc)}")
             return
-        context = JobContext(
-            job.id,
-            job.trace_id,
-            job.attempt,
-            log.bind(job_id=job.id, trace_id=job.trace_id),
-            self.resources.only(job_type.uses),
-        )
+        context = JobContext(job.id, job.trace_id, job.attempt, log, self._resources_of(job_type))
         timeout = job_type.timeout or settings.job_timeout
         try:
             with trio.fail_after(timeout):
@@ -304,6 +299,13 @@ class _Processing:
             log.info("job.done", job_id=job.id, attempt=job.attempt)
             JOBS.labels(outcome="done").inc()
             await self._settle(partial(self.acknowledgements.complete, job), job)
+
+    def _resources_of(self, job_type: JobType[Any]) -> Resources:
+        """What `job_type` declared, of what is open: the same for each of its jobs."""
+        found = self.resources_by_type.get(job_type.name)
+        if found is None:
+            found = self.resources_by_type[job_type.name] = self.resources.only(job_type.uses)
+        return found
 
     async def _retry_unknown(self, job: Job, type_name: str) -> None:
         """A type this process does not know: another version's, during a rolling update.
