@@ -74,13 +74,7 @@ class WorkerContext(Generic[SettingsT]):
     def use(self, resource: str) -> Any: ...
     def use(self, resource: Resource[Any] | str) -> Any:
         """What `resource` yielded; the worker must declare it in `uses=[...]`."""
-        try:
-            return self.resources.use(resource)
-        except LookupError:
-            name = resource if isinstance(resource, str) else resource.name
-            raise LookupError(
-                f"worker {self.name!r} did not declare resource {name!r}: add it to uses=[...]"
-            ) from None
+        return self.resources.use(resource)
 
     @property
     def db(self) -> Database:

@@ -117,7 +117,7 @@ async def test_a_job_gets_its_context_and_only_the_resources_it_declared(
     [(state, _, error)] = await states(db)
     assert state == "failed"
     assert error == (
-        f"LookupError: job {job_id} did not declare resource 'other': add it to uses=[...]"
+        "LookupError: job 'greet' did not declare resource 'other': add it to uses=[...]"
     )
 
 

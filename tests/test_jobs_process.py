@@ -12,7 +12,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -20,8 +19,7 @@ from typing import Any
 
 import trio
 
-from service.testing import ServiceProcess, service_env
-from service.testing.process import ROOT
+from service.testing import ServiceProcess, service_command, service_env
 
 #: Per wait: how long a process may take to say the next thing or to exit.
 PATIENCE = 15.0
@@ -72,16 +70,7 @@ def write_slow_jobs(tmp_path: Path) -> str:
 
 async def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
     """`python -m service <args>` to completion, its output captured."""
-    with trio.fail_after(PATIENCE):
-        return await trio.run_process(
-            [sys.executable, "-m", "service", *args],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    return await service_command(env, *args, patience=PATIENCE)
 
 
 async def enqueue(env: dict[str, str], count: int, payload: str) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -30,9 +28,8 @@ from urllib.parse import quote
 import psycopg
 import trio
 
-from service.testing import HttpResponse, ServiceProcess, http_get, service_env
+from service.testing import HttpResponse, ServiceProcess, http_get, service_command, service_env
 from service.testing.postgres import PASSWORD, PostgresCluster
-from service.testing.process import ROOT
 
 JOBS = 5_000
 #: The bound on each wait (a replica's start, the whole batch, an exit).
@@ -156,17 +153,8 @@ async def replicas(count: int, env: dict[str, str]) -> AsyncIterator[Replicas]:
 
 
 async def enqueue(env: dict[str, str], count: int, job: str) -> None:
-    with trio.fail_after(PATIENCE):
-        command = ["jobs", "enqueue", "--count", str(count), "--payload", job]
-        result = await trio.run_process(
-            [sys.executable, "-m", "service", *command],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    command = ["jobs", "enqueue", "--count", str(count), "--payload", job]
+    result = await service_command(env, *command, patience=PATIENCE)
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout) == {"enqueued": count}
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +21,7 @@ import trio
 import service
 from service.jobs import JobTable
 from service.resources.postgres import open_postgres
-from service.testing import ServiceProcess, service_env
-from service.testing.process import ROOT
+from service.testing import ServiceProcess, service_command, service_env
 
 PATIENCE = 30.0
 
@@ -70,16 +67,7 @@ def release(tmp_path: Path, name: str, source: str, url: str) -> dict[str, str]:
 
 async def enqueue(env: dict[str, str], payload: dict[str, object], count: int = 1) -> None:
     command = ["jobs", "enqueue", "--count", str(count), "--payload", json.dumps(payload)]
-    with trio.fail_after(PATIENCE):
-        result = await trio.run_process(
-            [sys.executable, "-m", "service", *command],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    result = await service_command(env, *command, patience=PATIENCE)
     assert result.returncode == 0, result.stderr.decode()
 
 

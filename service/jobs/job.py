@@ -78,13 +78,7 @@ class JobContext:
     def use(self, resource: str) -> Any: ...
     def use(self, resource: Resource[Any] | str) -> Any:
         """What `resource` yielded; the job type must declare it in `uses=[...]`."""
-        try:
-            return self.resources.use(resource)
-        except LookupError:
-            name = resource if isinstance(resource, str) else resource.name
-            raise LookupError(
-                f"job {self.job_id} did not declare resource {name!r}: add it to uses=[...]"
-            ) from None
+        return self.resources.use(resource)
 
 
 JobFunction = Callable[[PayloadT, JobContext], Awaitable[None]]

@@ -304,7 +304,8 @@ class _Processing:
         """What `job_type` declared, of what is open: the same for each of its jobs."""
         found = self.resources_by_type.get(job_type.name)
         if found is None:
-            found = self.resources_by_type[job_type.name] = self.resources.only(job_type.uses)
+            found = self.resources.only(job_type.uses, user=f"job {job_type.name!r}")
+            self.resources_by_type[job_type.name] = found
         return found
 
     async def _retry_unknown(self, job: Job, type_name: str) -> None:

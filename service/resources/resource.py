@@ -120,10 +120,18 @@ def _arity(function: Callable[..., Any]) -> int:
 class Resources:
     """The resources open for a worker or job: `use(r)` is what `r` yielded."""
 
-    __slots__ = ("_values",)
+    __slots__ = ("_declared", "_user", "_values")
 
-    def __init__(self, values: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, object] | None = None,
+        *,
+        user: str | None = None,
+        declared: Iterable[str] = (),
+    ) -> None:
         self._values = dict(values or {})
+        self._user = user
+        self._declared = frozenset(declared)
 
     @overload
     def use(self, resource: Resource[T]) -> T: ...
@@ -134,14 +142,22 @@ class Resources:
         try:
             return self._values[name]
         except KeyError:
+            if self._user is not None and name not in self._declared:
+                message = f"{self._user} did not declare resource {name!r}: add it to uses=[...]"
+                raise LookupError(message) from None
             raise LookupError(f"resource {name!r} is not open here") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
-    def only(self, names: Iterable[str]) -> Resources:
-        """The subset a user declared: what it did not declare, it cannot use."""
-        return Resources({name: self._values[name] for name in names if name in self._values})
+    def only(self, names: Iterable[str], *, user: str) -> Resources:
+        """The subset `user` (a worker, a job type) declared: it cannot use anything else."""
+        declared = tuple(names)
+        return Resources(
+            {name: self._values[name] for name in declared if name in self._values},
+            user=user,
+            declared=declared,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +198,7 @@ async def open_resources(
     values: dict[str, object] = {}
     async with AsyncExitStack() as stack:
         for item in order:
-            opened = Resources(values).only(item.uses)
+            opened = Resources(values).only(item.uses, user=f"resource {item.name!r}")
             try:
                 values[item.name] = await stack.enter_async_context(
                     item.open(settings[item.name], opened)

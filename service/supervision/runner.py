@@ -123,7 +123,7 @@ class WorkerRunner:
 
     async def run(self, resources: Resources) -> None:
         self.task = trio.lowlevel.current_task()
-        self._resources = resources.only(self.spec.needs())
+        self._resources = resources.only(self.spec.needs(), user=f"worker {self.name!r}")
         # This task's context is a copy of its spawner's: drop whatever unit of work was bound
         # there, so no trace_id leaks into a worker that outlives it.
         structlog.contextvars.clear_contextvars()

@@ -10,7 +10,7 @@ from service.testing.harness import supervised
 from service.testing.http import HttpResponse, http_exchange, http_get
 from service.testing.inprocess import RunningService, running_service
 from service.testing.leaks import ProcessSnapshot, UnraisableCollector, leaked_tasks, open_fds
-from service.testing.process import ServiceProcess, service_env
+from service.testing.process import ServiceProcess, service_command, service_env
 
 __all__ = [
     "ClockHoldingDatabase",
@@ -27,6 +27,7 @@ __all__ = [
     "open_fds",
     "provide",
     "running_service",
+    "service_command",
     "service_env",
     "supervised",
     "virtual_wall_clock",

@@ -31,6 +31,23 @@ def service_env(pythonpath: Path, **settings: str) -> dict[str, str]:
     return env
 
 
+async def service_command(
+    env: dict[str, str], *args: str, patience: float = 20.0
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m service <args>` to completion, as an operator runs it (`jobs enqueue ...`,
+    `check-config`): its output captured, its exit code unchecked; at most `patience` s."""
+    with trio.fail_after(patience):
+        return await trio.run_process(
+            [sys.executable, "-m", "service", *args],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+
 class ServiceProcess:
     """`async with ServiceProcess(env) as service:` starts it; leaving the block kills it."""
 
