@@ -9,8 +9,8 @@ server the machine already has.
 The superuser has a password (loopback connections use scram-sha-256): the DSNs handed out
 carry a secret, so tests can check it never reaches a log line. PostgreSQL refuses to run as
 root; as root, the server runs as the `postgres` OS user (the Debian package creates it).
-Durability is off (`fsync`, `full_page_writes`, `synchronous_commit`): the data is thrown
-away anyway, and the tests should wait on the service, not on the disk.
+Durability is off (`fsync`, `full_page_writes`, `synchronous_commit`) unless asked for: the
+data is thrown away anyway, and the tests should wait on the service, not on the disk.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ PASSWORD = "thr0waway-s3cret/p@ss"
 
 #: Where Debian and Ubuntu install the server binaries (they are not on PATH there).
 _DEBIAN_BINARIES = Path("/usr/lib/postgresql")
-_SERVER_SETTINGS = (
-    "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-    " -c max_connections=300 -c shared_buffers=32MB"
-)
+_SERVER_SETTINGS = "-c max_connections=300 -c shared_buffers=32MB"
+_NOT_DURABLE = " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -65,10 +63,11 @@ def server_binaries() -> Path:
 class PostgresCluster:
     """A running throwaway server; `url()` names a database on it."""
 
-    def __init__(self, bindir: Path, directory: Path, port: int) -> None:
+    def __init__(self, bindir: Path, directory: Path, port: int, *, durable: bool) -> None:
         self.bindir = bindir
         self.directory = directory
         self.port = port
+        self.durable = durable
         self._data = directory / "data"
         self._log = directory / "server.log"
 
@@ -88,7 +87,8 @@ class PostgresCluster:
         return self.url(name)
 
     def start(self) -> None:
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} {_SERVER_SETTINGS}"
+        settings = _SERVER_SETTINGS if self.durable else _SERVER_SETTINGS + _NOT_DURABLE
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.directory} {settings}"
         self._pg_ctl("start", "-w", "-t", "60", "-l", str(self._log), "-o", options)
 
     def stop(self) -> None:
@@ -105,8 +105,12 @@ class PostgresCluster:
 
 
 @contextmanager
-def throwaway_cluster() -> Iterator[PostgresCluster]:
-    """initdb, start on a free loopback port, yield; then stop it and delete its files."""
+def throwaway_cluster(*, durable: bool = False) -> Iterator[PostgresCluster]:
+    """initdb, start on a free loopback port, yield; then stop it and delete its files.
+
+    `durable`: fsync and synchronous commits on, as in production (for benchmarks that
+    compare with other systems at equal durability); tests leave them off, for speed.
+    """
     bindir = server_binaries()
     directory = Path(tempfile.mkdtemp(prefix="pg-"))
     try:
@@ -131,7 +135,7 @@ def throwaway_cluster() -> Iterator[PostgresCluster]:
         )
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}")
-        cluster = PostgresCluster(bindir, directory, _free_port())
+        cluster = PostgresCluster(bindir, directory, _free_port(), durable=durable)
         cluster.start()
         try:
             yield cluster
