@@ -69,7 +69,7 @@ class JobsSettings(BaseModel):
 
     lease_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
     poll_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    concurrency: int = Field(default=10, ge=1)
+    concurrency: int = Field(default=64, ge=1, description="jobs in flight at most")
     job_timeout: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     max_attempts: int = Field(default=5, ge=1)
     retry_initial: float = Field(default=1.0, ge=0, allow_inf_nan=False)
