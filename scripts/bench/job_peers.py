@@ -1,6 +1,9 @@
 """Our job queue against the ones a user would pick instead, each run as its users run it.
 
-Workload: drain. N no-op jobs are enqueued first (each system's own enqueue), then the
+Workload 1, enqueue one at a time: N calls of the system's own "enqueue this job" in a loop
+(each its own transaction), timed inside the enqueuing process.
+
+Workload 2, drain. N no-op jobs are enqueued first (each system's own enqueue), then the
 system's worker process is started at its defaults, and the rate is measured from the first
 job taken to the last one finished: the benchmark polls the system's own table every 2 ms for
 the jobs not yet finished (ours: not `done`; huey: rows left in `task`, which it deletes as it
@@ -97,12 +100,41 @@ HUEY = """
 """
 
 #: Enqueue N, as an application calls a task (importing the module, so the task's name is
-#: the one the consumer knows).
-HUEY_ENQUEUE = "import sys, peer_huey\nfor _ in range(int(sys.argv[1])): peer_huey.noop()"
+#: the one the consumer knows); with "timed", print the rate of those calls.
+HUEY_ENQUEUE = """
+import sys, time, peer_huey
+began = time.perf_counter()
+for _ in range(int(sys.argv[1])):
+    peer_huey.noop()
+if sys.argv[2:] == ["timed"]:
+    print(int(sys.argv[1]) / (time.perf_counter() - began))
+"""
+
+#: Ours, one `defer` after another, from an application's process.
+OURS_ENQUEUE = """
+import sys, time
+
+import trio
+
+import ours_noop
+from service.resources import DatabaseSettings, open_database
+
+
+async def main(url, count):
+    async with open_database(DatabaseSettings(url=url)) as db:
+        began = time.perf_counter()
+        for _ in range(count):
+            await ours_noop.noop.defer(db, ours_noop.Nothing())
+        print(count / (time.perf_counter() - began))
+
+
+trio.run(main, sys.argv[1], int(sys.argv[2]))
+"""
 
 PGQUEUER = """
     import asyncio
     import sys
+    import time
     from contextlib import asynccontextmanager
 
     import psycopg
@@ -134,9 +166,20 @@ PGQUEUER = """
         await queries.enqueue(["noop"] * count, [None] * count, [0] * count)
 
 
+    async def enqueue_each(count):
+        queries = Queries(PsycopgDriver(await connect()))
+        await queries.install()
+        began = time.perf_counter()
+        for _ in range(count):
+            await queries.enqueue("noop", None)
+        print(count / (time.perf_counter() - began))
+
+
     if __name__ == "__main__":
         if sys.argv[1] == "enqueue":
             asyncio.run(enqueue(int(sys.argv[2])))
+        elif sys.argv[1] == "enqueue_each":
+            asyncio.run(enqueue_each(int(sys.argv[2])))
         else:
             asyncio.run(run(create_pgqueuer))
 """
@@ -144,6 +187,7 @@ PGQUEUER = """
 PROCRASTINATE = """
     import asyncio
     import sys
+    import time
 
     from procrastinate import App, PsycopgConnector
 
@@ -161,13 +205,24 @@ PROCRASTINATE = """
             await noop.batch_defer_async(*[{}] * count)
 
 
+    async def enqueue_each(count):
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            began = time.perf_counter()
+            for _ in range(count):
+                await noop.defer_async()
+            print(count / (time.perf_counter() - began))
+
+
     async def work():
         async with app.open_async():
             await app.run_worker_async()
 
 
     if __name__ == "__main__":
-        asyncio.run(enqueue(int(sys.argv[2])) if sys.argv[1] == "enqueue" else work())
+        commands = {"enqueue": enqueue, "enqueue_each": enqueue_each}
+        command = commands.get(sys.argv[1])
+        asyncio.run(command(int(sys.argv[2])) if command else work())
 """
 
 
@@ -179,6 +234,8 @@ class System:
     fill: Callable[[Path, str, int], None]
     worker: Callable[[Path, str], subprocess.Popen[bytes]]
     left: Callable[[str], int]
+    #: Jobs per second of N enqueue calls one after another, timed in the enqueuing process.
+    enqueue_each: Callable[[Path, str, int], float]
 
 
 def bench_python() -> str:
@@ -227,8 +284,13 @@ def ours(engine: str) -> System:
             stderr=subprocess.DEVNULL,
         )
 
+    def enqueue_each(folder: Path, url: str, count: int) -> float:
+        write(folder, "ours_noop", OURS)
+        command = [sys.executable, "-c", OURS_ENQUEUE, url, str(count)]
+        return rate_of(command, folder, env(folder, url))
+
     left = "SELECT COUNT(*) FROM jobs WHERE state <> 'done'"
-    return System(f"ours_{engine}", fill, worker, counter(left))
+    return System(f"ours_{engine}", fill, worker, counter(left), enqueue_each)
 
 
 def huey() -> System:
@@ -247,7 +309,11 @@ def huey() -> System:
             stderr=subprocess.DEVNULL,
         )
 
-    return System("huey", fill, worker, counter("SELECT COUNT(*) FROM task"))
+    def enqueue_each(folder: Path, url: str, count: int) -> float:
+        write(folder, "peer_huey", HUEY, PATH=url.removeprefix("sqlite:///"))
+        return rate_of([bench_python(), "-c", HUEY_ENQUEUE, str(count), "timed"], folder)
+
+    return System("huey", fill, worker, counter("SELECT COUNT(*) FROM task"), enqueue_each)
 
 
 def asyncio_peer(name: str, source: str, left: str) -> System:
@@ -265,7 +331,19 @@ def asyncio_peer(name: str, source: str, left: str) -> System:
             stderr=subprocess.DEVNULL,
         )
 
-    return System(name, fill, worker, counter(left))
+    def enqueue_each(folder: Path, url: str, count: int) -> float:
+        write(folder, f"peer_{name}", source, DSN=url)
+        return rate_of([bench_python(), f"peer_{name}.py", "enqueue_each", str(count)], folder)
+
+    return System(name, fill, worker, counter(left), enqueue_each)
+
+
+def rate_of(command: list[str], folder: Path, env: dict[str, str] | None = None) -> float:
+    """What `command` prints last: a rate."""
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-1])
 
 
 def counter(sql: str) -> Callable[[str], int]:
@@ -321,14 +399,26 @@ def databases(engine: str, folder: Path) -> Iterator[Callable[[], str]]:
         yield cluster.create_database
 
 
-def compare(engine: str, systems: list[System], count: int, rounds: int) -> dict[str, float]:
+Measure = Callable[[System, str], float]
+
+
+def compare(engine: str, systems: list[System], measure: Measure, rounds: int) -> dict[str, float]:
+    """The median of `measure` per system, rounds alternating which goes first."""
     samples: dict[str, list[float]] = {system.name: [] for system in systems}
     with tempfile.TemporaryDirectory() as name, databases(engine, Path(name)) as fresh:
         for number in range(rounds):
             shift = number % len(systems)
             for system in systems[shift:] + systems[:shift]:
-                samples[system.name].append(drain(system, fresh(), count))
+                samples[system.name].append(measure(system, fresh()))
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def enqueue_each(count: int) -> Measure:
+    def measure(system: System, url: str) -> float:
+        with tempfile.TemporaryDirectory() as name:
+            return system.enqueue_each(Path(name), url, count)
+
+    return measure
 
 
 def main() -> None:
@@ -336,18 +426,9 @@ def main() -> None:
     count = 2_000 if args.quick else 5_000
     rounds = 1 if args.quick else 3
     bench_python()
-    sqlite = compare("sqlite", [ours("sqlite"), huey()], count, rounds)
-    emit(
-        BENCH,
-        "sqlite_drain_vs_huey",
-        sqlite["ours_sqlite"],
-        sqlite["huey"],
-        unit="jobs/s",
-        target=">= 1.0x huey (SqliteHuey, 1 worker)",
-    )
-    postgres = compare(
-        "postgresql",
-        [
+    engines = {
+        "sqlite": [ours("sqlite"), huey()],
+        "postgresql": [
             ours("postgresql"),
             asyncio_peer("pgqueuer", PGQUEUER, "SELECT COUNT(*) FROM pgqueuer"),
             asyncio_peer(
@@ -356,18 +437,28 @@ def main() -> None:
                 "SELECT COUNT(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
             ),
         ],
-        count,
-        rounds,
-    )
-    for peer, target in [("pgqueuer", ">= 1.0x pgqueuer"), ("procrastinate", "reported")]:
-        emit(
-            BENCH,
-            f"postgresql_drain_vs_{peer}",
-            postgres["ours_postgresql"],
-            postgres[peer],
-            unit="jobs/s",
-            target=target,
-        )
+    }
+    targets = {
+        ("drain", "huey"): ">= 1.0x huey (SqliteHuey, 1 worker)",
+        ("drain", "pgqueuer"): ">= 1.0x pgqueuer",
+        ("enqueue_each", "huey"): ">= 0.5x huey",
+    }
+    workloads: dict[str, Measure] = {
+        "drain": lambda system, url: drain(system, url, count),
+        "enqueue_each": enqueue_each(count),
+    }
+    for engine, systems in engines.items():
+        for workload, measure in workloads.items():
+            rates = compare(engine, systems, measure, rounds)
+            for peer in systems[1:]:
+                emit(
+                    BENCH,
+                    f"{engine}_{workload}_vs_{peer.name}",
+                    rates[systems[0].name],
+                    rates[peer.name],
+                    unit="jobs/s",
+                    target=targets.get((workload, peer.name), "reported"),
+                )
     print(json.dumps({"bench": BENCH, "jobs": count, "rounds": rounds}), file=sys.stderr)
 
 
