@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {target.relative_to(ROOT)}")
     print(
         f"run it with SERVICE_WORKERS={name} ./scripts/run, or add {name!r} to "
-        "DEFAULT_WORKERS in service/workers/__init__.py"
+        "WORKERS in service/app.py"
     )
     return 0
 
