@@ -143,7 +143,7 @@ async def _watch(
     paths: Sequence[Path], stop: anyio.Event, send: trio.MemorySendChannel[Event]
 ) -> None:
     # `yield_on_timeout`: the first (empty) batch comes once the watches are in place, the
-    # moment a change can no longer be missed.
+    # moment a change can no longer be missed; `rust_timeout` (ms) bounds how long after.
     watching = False
     async for changes in watchfiles.awatch(
         *paths, watch_filter=SourceFiles(), stop_event=stop, yield_on_timeout=True, rust_timeout=500

@@ -42,16 +42,17 @@ def configure(
     out = stream or sys.stdout
     if log_format is None:
         log_format = "console" if out.isatty() else "json"
+    # What the format needs done to a line before it is rendered, and its renderer.
+    prepare: Processor
     renderer: Processor
-    exceptions: Processor
     if log_format == "json":
         # No locals in tracebacks: they are where passwords and tokens end up.
-        exceptions = structlog.processors.ExceptionRenderer(
+        prepare = structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False, use_rich=False)
         )
         renderer = structlog.processors.JSONRenderer()
     else:
-        exceptions = _for_people
+        prepare = _for_people
         renderer = _console_renderer(colors=out.isatty() and not os.environ.get("NO_COLOR"))
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -63,7 +64,7 @@ def configure(
     _output = Output(out)
     writer = LineWriter(_output)
     structlog.configure(
-        processors=[*shared, exceptions, _lead_with_essentials, renderer],
+        processors=[*shared, prepare, _lead_with_essentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *_: writer,
     )
@@ -73,7 +74,7 @@ def configure(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                exceptions,
+                prepare,
                 _lead_with_essentials,
                 renderer,
             ],
