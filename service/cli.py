@@ -13,11 +13,10 @@ import trio
 
 from service import logs, registry
 from service.config import ConfigError
+from service.exit_codes import EXIT_USAGE
 from service.jobs import commands as job_commands
 from service.jobs.admin import UnknownJobs
 from service.resources import DatabaseError
-
-EXIT_USAGE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

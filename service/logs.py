@@ -5,13 +5,19 @@ the stdlib `logging` module (hypercorn, psycopg, ...) are rendered by the same p
 an operator sees one format. Both write through one lock, so lines never interleave. The lock
 is `Output.lock`, visible to the watchdog's thread (`observability.bounded`), which takes it
 when it can within a moment and writes past it when a thread blocked on a full stdout holds it.
+
+Two formats: JSON lines for machines (every line leads with `timestamp`, `level`, `event`),
+and the console for people at a terminal: `worker` right after the event, ids cut to 8
+characters, colour by level (unless `NO_COLOR` is set, or the output is not a terminal).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import re
 import sys
 import threading
 import time
@@ -36,17 +42,18 @@ def configure(
     out = stream or sys.stdout
     if log_format is None:
         log_format = "console" if out.isatty() else "json"
+    # What the format needs done to a line before it is rendered, and its renderer.
+    prepare: Processor
     renderer: Processor
-    exceptions: Processor
     if log_format == "json":
         # No locals in tracebacks: they are where passwords and tokens end up.
-        exceptions = structlog.processors.ExceptionRenderer(
+        prepare = structlog.processors.ExceptionRenderer(
             ExceptionDictTransformer(show_locals=False, use_rich=False)
         )
         renderer = structlog.processors.JSONRenderer()
     else:
-        exceptions = _pass_through
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        prepare = _for_people
+        renderer = _console_renderer(colors=out.isatty() and not os.environ.get("NO_COLOR"))
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -57,7 +64,7 @@ def configure(
     _output = Output(out)
     writer = LineWriter(_output)
     structlog.configure(
-        processors=[*shared, exceptions, _lead_with_essentials, renderer],
+        processors=[*shared, prepare, _lead_with_essentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *_: writer,
     )
@@ -67,7 +74,7 @@ def configure(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                exceptions,
+                prepare,
                 _lead_with_essentials,
                 renderer,
             ],
@@ -87,9 +94,37 @@ def _lead_with_essentials(logger: Any, method: str, event_dict: Any) -> Any:
 _ESSENTIALS = ("timestamp", "level", "event")
 
 
-def _pass_through(logger: Any, method: str, event_dict: Any) -> Any:
-    # The console renderer formats exceptions itself, as a readable traceback.
+def _console_renderer(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+    """structlog's console renderer, with `worker=` right after the event (the first thing a
+    person looks for), keys otherwise in a stable order, and tracebacks as Python prints them:
+    file and line links an editor follows, exception groups as a tree, and never the locals
+    (structlog's default, a rich traceback, shows them: that is where secrets are)."""
+    renderer = structlog.dev.ConsoleRenderer(
+        colors=colors, sort_keys=True, exception_formatter=structlog.dev.plain_traceback
+    )
+    # The first column renders every key no other column takes, as `key=value`.
+    columns = renderer.columns
+    at = next(i for i, column in enumerate(columns) if column.key == "event") + 1
+    renderer.columns = [
+        *columns[:at],
+        structlog.dev.Column("worker", columns[0].formatter),
+        *columns[at:],
+    ]
+    return renderer
+
+
+def _for_people(logger: Any, method: str, event_dict: Any) -> Any:
+    # Ids (trace ids, job ids: 32 hex digits) shortened to their first 8, which tell them
+    # apart on a screen; the JSON lines keep them whole, for searching. The console renderer
+    # formats exceptions itself.
+    for key, value in event_dict.items():
+        if isinstance(value, str) and _LONG_ID.fullmatch(value):
+            event_dict[key] = value[:_SHORT_ID]
     return event_dict
+
+
+_LONG_ID = re.compile(r"[0-9a-f]{32}")
+_SHORT_ID = 8
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,8 @@ class WorkerContext(Generic[SettingsT]):
         return self._readiness.reason
 
     def not_ready(self, reason: str) -> None:
-        """Make the service not ready until `ready()`: say so while disconnected, say."""
+        """Make the service not ready, with `reason` on `/readyz`, until `ready()` is called:
+        for a worker that cannot do its work for now (a consumer while disconnected, say)."""
         self._readiness.reason = reason
 
     def ready(self) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from service import resources
 from service.config import CONFIG_FILE_VARIABLE, ENV_PREFIX, Settings
+from service.exit_codes import EXIT_USAGE
 from service.registry import import_manifest
 
 SHAPES = Path(__file__).resolve().parent
@@ -33,7 +34,6 @@ KINDS = ("ticker", "consumer", "poller")
 PLACEHOLDER = "my_worker"
 #: Keeps the generated lines within the line length (the name appears in indented code).
 MAX_LENGTH = 40
-EXIT_USAGE = 2
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {target.relative_to(ROOT)}")
     print(
         f"run it with SERVICE_WORKERS={name} ./scripts/run, or add {name!r} to "
-        "DEFAULT_WORKERS in service/workers/__init__.py"
+        "WORKERS in service/app.py"
     )
     return 0
 

@@ -331,5 +331,6 @@ def _decode(raw: str) -> Any:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        # Kept as the raw text: the poller dead-letters it with the reason, nothing is lost.
+        # Returned, not raised: the poller dead-letters the job with this reason, and the row
+        # keeps the stored text for an operator to read.
         return MalformedPayload(f"stored payload is not valid JSON: {exc}")

@@ -6,6 +6,6 @@ with its grace period; a second signal hard-cancels what is left; and if the pro
 not finished `shutdown_timeout` seconds after the first signal, the forced exit ends it.
 """
 
-from service.runtime.service import EXIT_CLEAN, EXIT_CRASHED, EXIT_GAVE_UP, Service, run
+from service.runtime.service import Service, run
 
-__all__ = ["EXIT_CLEAN", "EXIT_CRASHED", "EXIT_GAVE_UP", "Service", "run"]
+__all__ = ["Service", "run"]

@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from service.exit_codes import EXIT_FORCED
 from service.observability.bounded import bounded_logger
 from service.observability.watchdog import LoopWatchdog
-
-EXIT_FORCED = 3
 
 #: How long each line of the report may wait for stdout before it is dropped.
 REPORT_BUDGET_S = 0.25

@@ -15,6 +15,7 @@ import structlog
 import trio
 
 from service.exception_groups import lone_errors_unwrapped
+from service.exit_codes import EXIT_CLEAN, EXIT_CRASHED, EXIT_GAVE_UP, EXIT_USAGE
 from service.observability import metrics
 from service.observability.stacks import frame_line, task_stack, thread_stack
 from service.observability.watchdog import LoopWatchdog
@@ -26,11 +27,6 @@ from service.resources.failures import failures_reported_to
 from service.runtime.forced_exit import ForcedExit
 from service.runtime.signals import stop_signal_handlers
 from service.supervision import Supervisor
-
-EXIT_CLEAN = 0
-EXIT_CRASHED = 1
-EXIT_USAGE = 2
-EXIT_GAVE_UP = 70
 
 log = structlog.get_logger("service.runtime")
 

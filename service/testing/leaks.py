@@ -40,7 +40,7 @@ def _idle_trio_threads() -> set[threading.Thread]:
     # Trio thread look busy, which fails loudly rather than hiding a leak.
     from trio._core._thread_cache import THREAD_CACHE  # noqa: PLC0415
 
-    return {worker._thread for worker in list(THREAD_CACHE._idle_workers)}  # noqa: SLF001  # noqa: SLF001
+    return {worker._thread for worker in list(THREAD_CACHE._idle_workers)}  # noqa: SLF001
 
 
 @dataclass
