@@ -15,6 +15,7 @@ the project's venv would be the same lock file, bootstrapped for nothing but tim
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -47,6 +48,16 @@ CORE = [
     "service/cli.py",
 ]
 IMPROVEMENT = "\n# An improvement made at the template's root.\n"
+
+
+def test_the_projects_module_imports_nothing_of_service_but_its_public_face() -> None:
+    imported = set()
+    for node in ast.walk(ast.parse(ALERTS.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert {name for name in imported if name.split(".")[0] == "service"} == {"service"}
 
 
 def test_a_project_extended_by_its_own_files_runs_them_and_takes_a_core_update(
