@@ -11,7 +11,7 @@ project that only looks right:
 - what is root-only (`_root_only` in cookiecutter.json: the template's own machinery and
   tests) and what the shipped .gitignore ignores (caches, local state) is removed;
 - without the examples, their files (`_examples`) go, each of which must exist, and the
-  default worker list becomes empty;
+  manifest `service/app.py` becomes an empty one: its docstring, no imports, no workers;
 - Markdown blocks between `<!-- template-only -->` and `<!-- /template-only -->` go, and so
   do blocks between `<!-- examples -->` and `<!-- /examples -->` without the examples;
 - the identity is rewritten: each structured place must occur exactly once (a second one
@@ -28,6 +28,7 @@ the string at the bottom, and nothing else here may look like a Jinja tag.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
@@ -41,14 +42,12 @@ from typing import Any
 TEMPLATE_ONLY = ("<!-- template-only -->", "<!-- /template-only -->")
 EXAMPLES = ("<!-- examples -->", "<!-- /examples -->")
 
-_DEFAULT_WORKERS = re.compile(
-    r"^(?:#:[^\n]*\n)*DEFAULT_WORKERS: tuple\[str, \.\.\.\] = \([^)]*\)\n", re.MULTILINE
-)
-_NO_DEFAULT_WORKERS = """\
+#: What an empty manifest holds after the shipped one's docstring.
+_NO_WORKERS = """
 #: What runs when SERVICE_WORKERS is not set: nothing yet, so the service starts, says
-#: `service.no_workers`, and waits for a signal. List the workers that
-#: `./scripts/new-worker` wrote here, in start order.
-DEFAULT_WORKERS: tuple[str, ...] = ()
+#: `service.no_workers`, and waits for a signal. Import the project's modules above and
+#: name their workers here, in start order.
+WORKERS: list[str] = []
 """
 
 
@@ -67,12 +66,23 @@ def main(project: Path, answers: dict[str, Any]) -> None:
             if not (project / relative).exists():
                 raise TemplateError(f"_examples lists {relative}, which does not exist")
             remove(project / relative)
-        replace_once(
-            project / "service" / "workers" / "__init__.py", _DEFAULT_WORKERS, _NO_DEFAULT_WORKERS
-        )
+        empty_manifest(project / "service" / "app.py")
     for markdown in project.rglob("*.md"):
         strip_blocks(markdown, keep_examples=examples)
     rename(project, answers)
+
+
+def empty_manifest(app: Path) -> None:
+    """Keep the manifest's docstring (what the file is for), drop the examples' imports and
+    workers: what is left imports nothing that was just removed."""
+    if not app.is_file():
+        raise TemplateError("service/app.py, the manifest, does not exist")
+    text = app.read_text(encoding="utf-8")
+    module = ast.parse(text)
+    if not (module.body and ast.get_docstring(module) is not None):
+        raise TemplateError("service/app.py does not start with a docstring")
+    docstring = text.splitlines(keepends=True)[: module.body[0].end_lineno]
+    app.write_text("".join(docstring) + _NO_WORKERS, encoding="utf-8")
 
 
 def refuse_links(project: Path) -> None:

@@ -1,15 +1,18 @@
-"""`./scripts/new-worker NAME --kind ticker|consumer|poller`: a worker module and its test.
+"""`./scripts/new-worker NAME --kind KIND`: a module of the project and its test.
 
-Each kind is the shape of one of the examples, kept beside this file as a working module
-whose worker is named `my_worker` (`ticker.py`, `consumer.py`, `poller.py`, each with its
-`test_<kind>.py`), so that ruff and mypy check the shapes themselves. Scaffolding copies them
-under the new name. They import none of the examples: a service generated without the
-examples can use every kind.
+Three kinds are workers, each the shape of one of the examples (`ticker`, `consumer`,
+`poller`); `resource` is a client shared by workers and jobs, `job` a typed job type. Each
+kind is kept beside this file as a working module whose worker, resource or job is named
+`my_worker` (see `KINDS`), with its test, so that ruff and mypy check the shapes themselves.
+Scaffolding copies them under the new name into `service/workers/`, the project's
+modules, and `tests/`. They import none of the examples, and nothing of `service` but its
+public face (`service`, and `service.testing` in the tests): a service generated without the
+examples can use every kind, and a template update cannot break them.
 
-A name is refused (exit 2) unless the worker can be run and configured by it: a lowercase
-Python identifier that is no keyword or built-in, not a setting of the service itself (its
-config section would collide), not a name the new module already uses, and not the name of
-a file that exists.
+A name is refused (exit 2) unless it can be run and configured by it: a lowercase Python
+identifier that is no keyword or built-in, not a setting of the service itself (its config
+section would collide), not a job type that exists (for a job), not a name the new module
+already uses, and not the name of a file that exists.
 """
 
 from __future__ import annotations
@@ -23,14 +26,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service import resources
+from service import jobs, resources
 from service.config import CONFIG_FILE_VARIABLE, ENV_PREFIX, Settings
 from service.exit_codes import EXIT_USAGE
 from service.registry import import_manifest
 
 SHAPES = Path(__file__).resolve().parent
 ROOT = SHAPES.parents[1]
-KINDS = ("ticker", "consumer", "poller")
+#: Each kind: the stem of its shape beside this file (a resource's is `client`, since a module
+#: `resource` here would shadow the standard library's), and what it is for.
+KINDS = {
+    "ticker": ("ticker", "a worker doing periodic work"),
+    "consumer": ("consumer", "a worker consuming a websocket stream"),
+    "poller": ("poller", "a worker polling a source for work"),
+    "resource": ("client", "a client that workers and jobs share (uses=[NAME], ctx.use(NAME))"),
+    "job": ("job", "a typed job type that workers defer and a job poller runs"),
+}
+WORKER_KINDS = ("ticker", "consumer", "poller")
 PLACEHOLDER = "my_worker"
 #: Keeps the generated lines within the line length (the name appears in indented code).
 MAX_LENGTH = 40
@@ -48,22 +60,25 @@ def main(argv: list[str] | None = None) -> int:
         description="Write service/workers/NAME.py and tests/test_worker_NAME.py.",
     )
     parser.add_argument(
-        "name", help="the worker's name, also its config section (SERVICE_<NAME>__<KEY>)"
+        "name",
+        help="the worker's, resource's or job type's name; a worker's or resource's config "
+        "section too (SERVICE_<NAME>__<KEY>)",
     )
     parser.add_argument(
         "--kind",
         required=True,
         choices=KINDS,
-        help="ticker: periodic work; consumer: a websocket stream; poller: polls a source",
+        help="; ".join(f"{kind}: {what}" for kind, (_, what) in KINDS.items()),
     )
     args = parser.parse_args(argv)
     name: str = args.name
+    shape, _ = KINDS[args.kind]
     targets = {
-        ROOT / "service" / "workers" / f"{name}.py": SHAPES / f"{args.kind}.py",
-        ROOT / "tests" / f"test_worker_{name}.py": SHAPES / f"test_{args.kind}.py",
+        ROOT / "service" / "workers" / f"{name}.py": SHAPES / f"{shape}.py",
+        ROOT / "tests" / f"test_worker_{name}.py": SHAPES / f"test_{shape}.py",
     }
     try:
-        check_name(name)
+        check_name(name, args.kind)
         rendered = {target: render(shape, name) for target, shape in targets.items()}
         for target, text in rendered.items():
             check_unused(name, text, target)
@@ -83,15 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     for target in rendered:
         print(f"wrote {target.relative_to(ROOT)}")
     print(
-        f"run it with SERVICE_WORKERS={name} ./scripts/run, or add {name!r} to "
-        "WORKERS in service/app.py"
+        f"import it in service/app.py, so that every process knows it:\n"
+        f"    from service.workers import {name}  # noqa: F401"
     )
+    if args.kind in WORKER_KINDS:
+        print(
+            f"and add {name!r} to WORKERS there to run it by default "
+            f"(or run it alone: SERVICE_WORKERS={name} ./scripts/run)"
+        )
     return 0
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, kind: str) -> None:
     if not _NAME.match(name):
-        raise Refused("a worker name is lowercase letters, digits and _, starting with a letter")
+        raise Refused("a name is lowercase letters, digits and _, starting with a letter")
     if len(name) > MAX_LENGTH:
         raise Refused(f"longer than {MAX_LENGTH} characters")
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
@@ -111,6 +131,8 @@ def check_name(name: str) -> None:
         )
     if name in {"service", "tests"}:
         raise Refused("it is a package of this project")
+    if kind == "job" and name in jobs.REGISTERED:
+        raise Refused("a job type of that name exists")
 
 
 def render(shape: Path, name: str) -> str:

@@ -25,8 +25,7 @@ import trio
 import trio_websocket
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service import Backoff, WorkerContext, unit_of_work, worker
-from service.resources.websocket import connect_websocket, split_url
+from service import Backoff, WorkerContext, connect_websocket, split_url, unit_of_work, worker
 
 Message = str | bytes
 

@@ -205,11 +205,13 @@ class ServiceProcess:
     """`python -m service` from a generated project's own venv, its JSON log lines read.
 
     `with ServiceProcess(project, env) as service:`; leaving the block kills it if it still
-    runs and closes the pipe.
+    runs and closes the pipe. `python`: another interpreter with the same lock file installed
+    (this suite's own), where bootstrapping the project's venv would add nothing but time.
     """
 
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self._command = [str(project / ".venv" / "bin" / "python"), "-m", "service"]
+    def __init__(self, project: Path, env: dict[str, str], python: Path | None = None) -> None:
+        python = python or project / ".venv" / "bin" / "python"
+        self._command = [str(python), "-m", "service"]
         self._project = project
         self._env = env
         self.output = LogLines()

@@ -76,7 +76,7 @@ def test_the_project_is_the_roots_files_less_the_root_only_ones(
     expected = shipped_root_files(examples=examples)
     generated = files(project)
     assert sorted(generated) == sorted(expected)
-    rewritten = REWRITTEN | ({"service/workers/__init__.py"} if not examples else set())
+    rewritten = REWRITTEN | ({"service/app.py"} if not examples else set())
     changed = [
         name
         for name, path in generated.items()
@@ -119,9 +119,7 @@ def test_the_defaults_give_a_project_of_that_name_with_the_examples(defaults: Pa
     assert "## The examples: a ticker, a job table and its poller" in readme
     assert "## Generating a service" not in readme
     assert 'org.opencontainers.image.title="my-service"' in (defaults / "Dockerfile").read_text()
-    assert (defaults / "service/workers/__init__.py").read_bytes() == (
-        ROOT / "service/workers/__init__.py"
-    ).read_bytes()
+    assert (defaults / "service/app.py").read_bytes() == (ROOT / "service/app.py").read_bytes()
 
 
 def test_awkward_answers_arrive_exactly_as_given(awkward: Path) -> None:
@@ -142,16 +140,15 @@ def test_without_the_examples_there_are_no_example_workers_and_no_default_ones(
     for relative in cookiecutter_json()["_examples"]:
         assert not (awkward / relative).exists()
     assert sorted(p.name for p in (awkward / "service/workers").iterdir()) == ["__init__.py"]
-    module = ast.parse((awkward / "service/workers/__init__.py").read_text(encoding="utf-8"))
-    [default] = [
-        node.value
-        for node in module.body
-        if isinstance(node, ast.AnnAssign)
-        and isinstance(node.target, ast.Name)
-        and node.target.id == "DEFAULT_WORKERS"
-    ]
-    assert default is not None
-    assert ast.literal_eval(default) == ()
+    manifest = ast.parse((awkward / "service/app.py").read_text(encoding="utf-8"))
+    shipped = ast.parse((ROOT / "service/app.py").read_text(encoding="utf-8"))
+    assert ast.get_docstring(manifest) == ast.get_docstring(shipped)
+    [_, workers] = manifest.body  # nothing imported: the examples' modules are gone
+    assert isinstance(workers, ast.AnnAssign)
+    assert isinstance(workers.target, ast.Name)
+    assert workers.target.id == "WORKERS"
+    assert workers.value is not None
+    assert ast.literal_eval(workers.value) == []
     readme = (awkward / "README.md").read_text(encoding="utf-8")
     assert "## The examples" not in readme
     assert "SERVICE_TICKER__INTERVAL" not in readme

@@ -1,5 +1,5 @@
 """Generated projects work on their own: their whole suite passes, the service runs, and
-`./scripts/new-worker` adds workers that pass the checks and run.
+`./scripts/new-worker` adds modules of every kind that pass the checks, and workers that run.
 
 One test bakes two projects, with the defaults and with awkward answers and no examples, and
 runs their `./scripts/test` (bootstrap, ruff, mypy, pytest) side by side, as a developer
@@ -34,8 +34,15 @@ from tests.template.baking import (
 )
 
 EXAMPLES = ["jobs", "feed", "ticker", "feed_consumer"]
-#: One new worker of each kind: (name, kind).
-NEW_WORKERS = [("reporter", "ticker"), ("order_feed", "consumer"), ("inbox", "poller")]
+#: One new module of each kind: (name, kind); the first three are workers.
+NEW_MODULES = [
+    ("reporter", "ticker"),
+    ("order_feed", "consumer"),
+    ("inbox", "poller"),
+    ("mailer", "resource"),
+    ("send_report", "job"),
+]
+NEW_WORKERS = NEW_MODULES[:3]
 
 
 def project_env(tmp_path: Path, wheelhouse: Path, **settings: str) -> dict[str, str]:
@@ -117,10 +124,10 @@ def without_examples_it_runs_empty(project: Path, wheelhouse: Path) -> None:
 
 
 def new_workers_pass_and_run(project: Path, wheelhouse: Path, env: dict[str, str]) -> None:
-    for name, kind in NEW_WORKERS:
+    for name, kind in NEW_MODULES:
         written = run(["./scripts/new-worker", name, "--kind", kind], project, env)
         assert f"wrote service/workers/{name}.py" in written.stdout
-    new_tests = [f"tests/test_worker_{name}.py" for name, _ in NEW_WORKERS]
+    new_tests = [f"tests/test_worker_{name}.py" for name, _ in NEW_MODULES]
     expected = sum(
         isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name.startswith("test_")
         for path in new_tests

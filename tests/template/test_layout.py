@@ -7,7 +7,9 @@ generated project.
 
 from __future__ import annotations
 
+import ast
 import os
+from pathlib import Path
 
 from tests.template.baking import ROOT, TEMPLATE_DIR, cookiecutter_json, entries
 
@@ -50,3 +52,35 @@ def test_every_listed_path_exists() -> None:
 def test_the_template_machinery_and_its_tests_are_root_only() -> None:
     root_only = cookiecutter_json()["_root_only"]
     assert {"cookiecutter.json", "hooks", TEMPLATE_DIR.name, "tests/template"} <= set(root_only)
+
+
+def test_nothing_a_project_keeps_without_the_examples_imports_one() -> None:
+    """Without the examples their modules are gone: a file left behind that imports one would
+    fail in every project generated that way (the manifest is replaced by an empty one)."""
+    examples = cookiecutter_json()["_examples"]
+    modules = {
+        ".".join(Path(relative).with_suffix("").parts)
+        for relative in examples
+        if relative.startswith("service/workers/")
+    }
+    kept = [
+        path
+        for top in ("service", "tests", "scripts")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if str(path.relative_to(ROOT)) not in {*examples, "service/app.py"}
+        and not path.relative_to(ROOT).is_relative_to("tests/template")
+    ]
+    importing = [str(path.relative_to(ROOT)) for path in kept if imported_modules(path) & modules]
+    assert importing == [], f"add them to _examples in cookiecutter.json: {importing}"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, `from package import module` counted as both."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
