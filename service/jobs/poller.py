@@ -49,6 +49,10 @@ JOBS = counter(
     "Jobs finished, by outcome (done, failed, retried; postponed: of a type unknown here).",
     labels=["outcome"],
 )
+#: Each outcome's counter, looked up once rather than per job.
+OUTCOMES = {
+    outcome: JOBS.labels(outcome=outcome) for outcome in ("done", "failed", "retried", "postponed")
+}
 JOBS_QUEUED = gauge(
     "service_jobs_queued",
     "Jobs waiting or running, by queue, state (pending, leased) and type.",
@@ -297,7 +301,7 @@ class _Processing:
             raise
         else:
             log.info("job.done", job_id=job.id, attempt=job.attempt)
-            JOBS.labels(outcome="done").inc()
+            OUTCOMES["done"].inc()
             await self._settle(partial(self.acknowledgements.complete, job), job)
 
     def _resources_of(self, job_type: JobType[Any]) -> Resources:
@@ -321,7 +325,7 @@ class _Processing:
             partial(self.table.postpone, job, error, delay=delay, owner=self.owner), job
         )
         self.log.warning("job.unknown_type", job_id=job.id, type=type_name, delay_s=round(delay, 3))
-        JOBS.labels(outcome="postponed").inc()
+        OUTCOMES["postponed"].inc()
 
     async def _retry_or_fail(
         self, job: Job, max_attempts: int, error: str, exc: Exception | None
@@ -341,13 +345,13 @@ class _Processing:
             delay_s=round(delay, 3),
             exc_info=exc,
         )
-        JOBS.labels(outcome="retried").inc()
+        OUTCOMES["retried"].inc()
 
     async def _fail(self, job: Job, error: str, exc: Exception | None = None) -> None:
         """Dead-letter the job: it stays in the table, failed, with its error."""
         await self._settle(partial(self.table.fail, job, error, owner=self.owner), job)
         self.log.error("job.failed", job_id=job.id, attempt=job.attempt, error=error, exc_info=exc)
-        JOBS.labels(outcome="failed").inc()
+        OUTCOMES["failed"].inc()
 
     async def _settle(self, record: Callable[[], Awaitable[bool]], job: Job) -> None:
         """Record a finished job's outcome, retrying while the database is unavailable.
@@ -358,7 +362,8 @@ class _Processing:
         """
 
         async def attempt() -> bool | None:
-            with trio.CancelScope(shield=True), trio.move_on_after(SETTLE_SECONDS):
+            # Shielded from the hard stop, yet ended by its own deadline: one scope for both.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + SETTLE_SECONDS):
                 return await record()
             return None  # the attempt took too long
 
