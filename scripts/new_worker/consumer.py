@@ -22,11 +22,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
-import trio_websocket
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service import Backoff, WorkerContext, unit_of_work, worker
-from service.resources.websocket import connect_websocket, split_url
+from service.resources.websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket,
+    split_url,
+)
 
 Message = str | bytes
 
@@ -126,9 +131,7 @@ async def _consume(
             await ctx.stopping.wait()
 
 
-async def _read(
-    connection: trio_websocket.WebSocketConnection, send: trio.MemorySendChannel[Message]
-) -> None:
+async def _read(connection: WebSocketConnection, send: trio.MemorySendChannel[Message]) -> None:
     while True:
         message = await connection.get_message()
         await send.send(message)  # waits while the handlers are behind: back-pressure
@@ -166,6 +169,6 @@ _CONNECTION_FAILURES = (
     OSError,
     trio.TooSlowError,
     trio.BrokenResourceError,
-    trio_websocket.HandshakeError,
-    trio_websocket.ConnectionClosed,
+    HandshakeError,
+    ConnectionClosed,
 )
