@@ -16,7 +16,7 @@ import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from urllib.parse import urlsplit
 
 import trio
@@ -186,9 +186,10 @@ class WebSocketConnection:
         if self._reading:
             return
         self._messages.clear()
-        while self.closed is None:
-            await self._read()
-            self._messages.clear()
+        with suppress(ConnectionClosed):  # the peer's close frame (or TCP's end): done
+            while True:
+                await self._read()
+                self._messages.clear()
 
     # --- the bytes in ---
 
