@@ -51,6 +51,7 @@ from service.workers.feed_consumer import FeedConsumerSettings, feed_consumer
 
 BENCH = "feed_peers"
 MESSAGE_SIZE = 100
+OVERRIDES: dict[str, Any] = {}
 
 SERVER = """
     import asyncio
@@ -129,7 +130,7 @@ async def consumer(url: str, n: int) -> tuple[float, float]:
     original = consumer_module.handle_event
     consumer_module.handle_event = counter  # type: ignore[assignment]
     try:
-        settings = {"feed_consumer": FeedConsumerSettings(url=url)}
+        settings = {"feed_consumer": FeedConsumerSettings(url=url, **OVERRIDES)}
         async with (
             open_sqlite("sqlite:///:memory:") as db,
             supervised(feed_consumer, settings=settings, resources=Resources(db=db)),
