@@ -213,19 +213,20 @@ class _Consumer:
 
     async def handle(self, inbox: _Inbox) -> None:
         """One of the handler tasks: each event is a unit of work of its own."""
-        get, jobs, log, retry = inbox.get_nowait, self.jobs, self.ctx.log, self.outage.retry
         while True:
             # No checkpoint while there are events: a handler that never awaits still parks
             # once the inbox is empty, after at most `queue_size` events.
-            event = get()
+            event = inbox.get_nowait()
             if event is None:
                 if await inbox.wait_for_events():
                     continue
                 return
             with unit_of_work(event.trace_id) as trace_id:
-                handle = partial(handle_event, event, trace_id=trace_id, jobs=jobs, log=log)
+                handle = partial(
+                    handle_event, event, trace_id=trace_id, jobs=self.jobs, log=self.ctx.log
+                )
                 try:
-                    await retry(handle)
+                    await self.outage.retry(handle)
                 except Exception:  # one failed message must not stop the others
                     self.ctx.log.exception("feed.handler_failed", type=event.type, seq=event.seq)
 
@@ -311,7 +312,7 @@ class _Consumer:
                 except BadMessage as exc:
                     metrics.FEED_BAD_MESSAGES.inc()
                     self.bad_messages.warning(reason=str(exc))
-            if inbox.room <= 0:  # the handlers are behind: wait for them
+            if events and inbox.room <= 0:  # the handlers are behind: wait for them
                 liveness.holding_back = True
                 liveness.hold_backs += 1
                 try:
