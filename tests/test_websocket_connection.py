@@ -7,7 +7,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -116,14 +116,37 @@ async def test_ping_from_the_peer_is_answered_and_our_ping_waits_for_its_pong() 
             nursery.cancel_scope.cancel(reason="the pong came")
 
 
-async def test_a_ping_nobody_reads_the_pong_of_waits() -> None:
+async def test_a_ping_nobody_reads_the_pong_of_waits_and_can_be_given_up_on() -> None:
     async def serve(peer: RawPeer) -> None:
         await peer.until_closed()
 
     async with connected(serve) as (connection, _):
         with trio.move_on_after(0.2) as waiting:
-            await connection.ping()
+            await connection.ping(b"again")
         assert waiting.cancelled_caught  # back-pressure holds pongs back, by design
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.get_message)
+            with trio.fail_after(PATIENCE):
+                await connection.ping(b"again")  # the payload given up on is free again
+            nursery.cancel_scope.cancel(reason="the pong came")
+
+
+async def test_a_ping_waiting_when_the_peer_closes_raises_connection_closed() -> None:
+    async def serve(peer: RawPeer) -> None:
+        event = await peer.next_event()
+        assert isinstance(event, Ping)
+        await peer.stream.send_all(peer.ws.send(CloseConnection(1001, "going away")))
+        await peer.until_closed()
+
+    async def read(connection: WebSocketConnection) -> None:
+        with suppress(ConnectionClosed):  # the reader sees the close first
+            await connection.get_messages()
+
+    async with connected(serve) as (connection, _), trio.open_nursery() as nursery:
+        nursery.start_soon(read, connection)
+        with pytest.raises(ConnectionClosed) as closed, trio.fail_after(PATIENCE):
+            await connection.ping()
+    assert closed.value.code == 1001
 
 
 async def test_leaving_the_block_closes_with_1000_and_waits_for_the_peers_close() -> None:

@@ -169,11 +169,16 @@ class WebSocketConnection:
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for its pong (seen only while some task reads)."""
         payload = os.urandom(4) if payload is None else payload
+        if payload in self._pongs:
+            raise ValueError(f"a ping with payload {payload!r} is already waiting for its pong")
         pong = self._pongs[payload] = trio.Event()
-        await self._send(lambda: self._protocol.send_ping(payload))
-        await pong.wait()
-        if self.closed is not None and payload in self._pongs:
-            raise self.closed
+        try:
+            await self._send(lambda: self._protocol.send_ping(payload))
+            await pong.wait()
+            if self.closed is not None and payload in self._pongs:
+                raise self.closed
+        finally:  # answered, closed, or given up on (a timeout): forget it either way
+            self._pongs.pop(payload, None)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake, and, unless another task is reading, wait for the
