@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 
 from service.resources.websocket import (
@@ -24,6 +25,13 @@ from service.resources.websocket import (
 from tests.feed_servers import HOST, RawPeer, TcpFeed, tcp_feed, until
 
 PATIENCE = 10.0
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """For the tests on virtual time (pytest-trio runs a test on a clock it is passed)."""
+    return trio.testing.MockClock(autojump_threshold=0.01)
+
 
 Serve = Callable[[RawPeer], Awaitable[None]]
 
@@ -50,10 +58,8 @@ def connect(
 @asynccontextmanager
 async def connected(serve: Serve) -> AsyncIterator[tuple[WebSocketConnection, TcpFeed]]:
     """A client connection to `server(serve)`."""
-    async with server(serve) as feed:
-        with trio.fail_after(PATIENCE):
-            async with connect(feed) as connection:
-                yield connection, feed
+    async with server(serve) as feed, connect(feed) as connection:  # within connect_timeout
+        yield connection, feed
 
 
 def frame(text: str) -> bytes:
@@ -116,12 +122,16 @@ async def test_ping_from_the_peer_is_answered_and_our_ping_waits_for_its_pong() 
             nursery.cancel_scope.cancel(reason="the pong came")
 
 
-async def test_a_ping_nobody_reads_the_pong_of_waits_and_can_be_given_up_on() -> None:
+async def test_a_ping_nobody_reads_the_pong_of_waits_and_can_be_given_up_on(
+    clock: trio.testing.MockClock,
+) -> None:
+    """On virtual time: the clock jumps only while no byte is on its way (all in-process)."""
+
     async def serve(peer: RawPeer) -> None:
         await peer.until_closed()
 
     async with connected(serve) as (connection, _):
-        with trio.move_on_after(0.2) as waiting:
+        with trio.move_on_after(60) as waiting:
             await connection.ping(b"again")
         assert waiting.cancelled_caught  # back-pressure holds pongs back, by design
         async with trio.open_nursery() as nursery:
