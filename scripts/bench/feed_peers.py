@@ -16,6 +16,11 @@ per wall second and per CPU second of this process (the steadier ratio on a shar
   JSON log pipeline writing to /dev/null, `handle_event` replaced by one that only counts:
   each message validated (`FeedEvent`), queued, taken by a handler, in its unit of work.
 
+Where the consumer's time goes, per message (microseconds of CPU): the transport (the
+`sansio` loop's cost less its `json.loads`), validation (`parse`), the unit of work (a trace
+id bound and unbound), and the rest (the hand-off to a handler, `handle_event` through the
+outage guard, metrics, scheduling), from the medians above and in-process timings.
+
 Then memory, as `feed_memory.py` measures it: RSS growth while the handler is 10x slower
 than the feed (10 s quick, 60 s full).
 
@@ -30,6 +35,7 @@ import os
 import statistics
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -42,7 +48,7 @@ import trio_websocket
 from websockets.asyncio.client import connect as websockets_connect
 
 import service.workers.feed_consumer as consumer_module
-from service import logs
+from service import logs, unit_of_work
 from service.resources import Resources
 from service.resources.sqlite import open_sqlite
 from service.resources.websocket import connect_websocket
@@ -51,7 +57,6 @@ from service.workers.feed_consumer import FeedConsumerSettings, feed_consumer
 
 BENCH = "feed_peers"
 MESSAGE_SIZE = 100
-OVERRIDES: dict[str, Any] = {}
 
 SERVER = """
     import asyncio
@@ -130,7 +135,7 @@ async def consumer(url: str, n: int) -> tuple[float, float]:
     original = consumer_module.handle_event
     consumer_module.handle_event = counter  # type: ignore[assignment]
     try:
-        settings = {"feed_consumer": FeedConsumerSettings(url=url, **OVERRIDES)}
+        settings = {"feed_consumer": FeedConsumerSettings(url=url)}
         async with (
             open_sqlite("sqlite:///:memory:") as db,
             supervised(feed_consumer, settings=settings, resources=Resources(db=db)),
@@ -184,8 +189,9 @@ async def websockets_asyncio(url: str, n: int) -> tuple[float, float]:
     return watch.rates()
 
 
-def throughput(quick: bool) -> None:
-    n, rounds = (30_000, 3) if quick else (150_000, 5)
+def throughput(quick: bool) -> dict[str, float]:
+    """Emit the msgs/s lines; the CPU medians, by client."""
+    n, rounds = (20_000, 3) if quick else (150_000, 5)
     runs: dict[str, Callable[[str], tuple[float, float]]] = {
         "websockets": lambda url: asyncio.run(websockets_asyncio(url, n)),
         "sansio": lambda url: trio.run(sansio, url, n),
@@ -231,12 +237,49 @@ def throughput(quick: bool) -> None:
                 unit=unit,
                 target=target,
             )
+    return per_cpu
+
+
+def per_message_us(statement: Callable[[], object]) -> float:
+    """CPU microseconds of one call, the best of five runs."""
+    runs = [timeit.Timer(statement, timer=time.process_time).timeit(20_000) for _ in range(5)]
+    return min(runs) / 20_000 * 1e6
+
+
+def breakdown(per_cpu: dict[str, float]) -> None:
+    message = json.dumps(
+        {"type": "price", "seq": 1, "data": {"symbol": "TRIO", "pad": "x" * 46}},
+        separators=(",", ":"),
+    )
+
+    def unit() -> None:
+        with unit_of_work():
+            pass
+
+    consumer_us = 1e6 / per_cpu["consumer"]
+    parts = {
+        "transport": 1e6 / per_cpu["sansio"] - per_message_us(lambda: json.loads(message)),
+        "validation": per_message_us(lambda: consumer_module.parse(message, 65_536)),
+        "unit_of_work": per_message_us(unit),
+    }
+    parts["rest"] = consumer_us - sum(parts.values())
+    peer_us = 1e6 / per_cpu["websockets"]
+    for part, us in (("consumer", consumer_us), *parts.items()):
+        what = "the whole worker" if part == "consumer" else "part of the consumer's"
+        _common.emit(
+            BENCH,
+            f"{part}_us_per_msg",
+            us,
+            peer_us,
+            unit="us/msg (CPU)",
+            target=f"info: {what}; baseline: the peer's whole cost",
+        )
 
 
 def main() -> None:
     args = _common.parse_args(__doc__)
     logs.configure(log_format="json", stream=open(os.devnull, "w"))  # noqa: SIM115
-    throughput(args.quick)
+    breakdown(throughput(args.quick))
     slow, fast = feed_memory.run(args.quick)
     _common.emit(
         BENCH,
