@@ -104,8 +104,8 @@ class WebSocketConnection:
         """The opening handshake over `stream` (already connected; TLS done for wss://)."""
         protocol = ClientProtocol(parse_uri(url), max_size=max_message_size)
         protocol.send_request(protocol.connect())
-        self = cls(stream, protocol)
-        await self._flush()
+        connection = cls(stream, protocol)
+        await connection._flush()
         while True:
             try:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -122,9 +122,9 @@ class WebSocketConnection:
             if error is not None:
                 raise HandshakeError(f"handshake failed: {error}") from error
             if events:  # the response; frames sent right behind it came in the same read
-                self._receive(events[1:])
-                await self._flush()
-                return self
+                connection._receive(events[1:])
+                await connection._flush()
+                return connection
 
     async def get_message(self) -> str | bytes:
         """The next message: `str` for a text message, `bytes` for a binary one."""
