@@ -310,8 +310,9 @@ class _Consumer:
                 try:
                     events.append(parse(message, max_size))
                 except BadMessage as exc:
-                    metrics.FEED_BAD_MESSAGES.inc()
                     self.bad_messages.warning(reason=str(exc))
+            if len(events) < len(messages):
+                metrics.FEED_BAD_MESSAGES.inc(len(messages) - len(events))
             if events and inbox.room <= 0:  # the handlers are behind: wait for them
                 liveness.holding_back = True
                 liveness.hold_backs += 1
