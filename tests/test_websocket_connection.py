@@ -22,7 +22,7 @@ from service.resources.websocket import (
     WebSocketConnection,
     connect_websocket,
 )
-from tests.feed_servers import HOST, RawPeer, TcpFeed, tcp_feed, until
+from tests.websocket_peers import HOST, RawPeer, TcpFeed, tcp_feed, until
 
 PATIENCE = 10.0
 

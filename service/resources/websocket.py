@@ -134,7 +134,8 @@ class WebSocketConnection:
         return self._messages.popleft()
 
     async def get_messages(self, limit: int | None = None) -> list[str | bytes]:
-        """Every message received so far (at most `limit`), waiting for one if there is none.
+        """Every message received so far (at most `limit`, at least one), waiting for one if
+        there is none: what one read brought comes out in one call.
 
         Messages received before the peer closed are returned before `ConnectionClosed`.
         """
