@@ -19,15 +19,23 @@ from service.jobs import JobContext, JobsSettings, JobType, job, job_poller
 from service.logs import RateLimitedLog, new_trace_id, unit_of_work
 from service.outage import DatabaseOutage
 from service.resources import Database, DatabaseUnavailable, Resource, Resources, db, resource
-from service.resources.websocket import connect_websocket, split_url
+from service.resources.websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket,
+    split_url,
+)
 from service.schedule import Tick, every
 from service.worker import RestartType, WorkerContext, WorkerSpec, worker
 
 __all__ = [
     "Backoff",
+    "ConnectionClosed",
     "Database",
     "DatabaseOutage",
     "DatabaseUnavailable",
+    "HandshakeError",
     "JobContext",
     "JobType",
     "JobsSettings",
@@ -37,6 +45,7 @@ __all__ = [
     "Resources",
     "RestartType",
     "Tick",
+    "WebSocketConnection",
     "WorkerContext",
     "WorkerSpec",
     "connect_websocket",

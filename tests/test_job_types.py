@@ -17,10 +17,12 @@ from service.jobs import JobTable
 from service.registry import load
 from service.resources import Database
 from service.testing import memory_database, provide, supervised
-from service.workers.jobs import jobs
 from tests.conftest import Events
 
 pytestmark = pytest.mark.usefixtures("declarations")
+
+#: The poller as a project declares it (the example's `jobs` may not be there).
+jobs = service.job_poller(name="jobs")
 
 
 class Greeting(BaseModel):

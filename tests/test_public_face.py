@@ -28,9 +28,11 @@ SHAPES_TOOL = ROOT / "scripts" / "new_worker" / "__main__.py"
 #: The documented public API (README, CONTRACTS.md section 8).
 PUBLIC = {
     "Backoff",
+    "ConnectionClosed",
     "Database",
     "DatabaseOutage",
     "DatabaseUnavailable",
+    "HandshakeError",
     "JobContext",
     "JobType",
     "JobsSettings",
@@ -40,6 +42,7 @@ PUBLIC = {
     "Resources",
     "RestartType",
     "Tick",
+    "WebSocketConnection",
     "WorkerContext",
     "WorkerSpec",
     "connect_websocket",

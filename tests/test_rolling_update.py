@@ -26,14 +26,17 @@ from service.testing import ServiceProcess, service_command, service_env
 PATIENCE = 30.0
 
 OLD_RELEASE = """
-    from service.workers.jobs import jobs
+    from service import job_poller
+
+    jobs = job_poller(name="jobs")
 """
 
 NEW_RELEASE = """
     from pydantic import BaseModel
 
-    from service import JobContext, job
-    from service.workers.jobs import jobs
+    from service import JobContext, job, job_poller
+
+    jobs = job_poller(name="jobs")
 
 
     class Report(BaseModel):

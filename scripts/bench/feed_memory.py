@@ -123,9 +123,9 @@ def child(url: str, handler_seconds: float, warmup: float, seconds: float) -> No
     print(json.dumps(result))
 
 
-def main() -> None:
-    args = _common.parse_args(__doc__)
-    warmup, seconds = (3.0, 10.0) if args.quick else (10.0, 60.0)
+def run(quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(slow handler, fast handler) results, measured side by side."""
+    warmup, seconds = durations(quick)
     slow = 10 / RATE  # ten times the feed's interval
     with tempfile.TemporaryDirectory() as tmp:
         server, url = _common.start_websocket_server(Path(tmp), "rate_server", SERVER, RATE)
@@ -157,7 +157,18 @@ def main() -> None:
         finally:
             server.terminate()
             server.communicate(timeout=10)
-    slow_run, fast_run = results["slow"], results["fast"]
+    return results["slow"], results["fast"]
+
+
+def durations(quick: bool) -> tuple[float, float]:
+    """(warm-up, measured) seconds."""
+    return (3.0, 10.0) if quick else (10.0, 60.0)
+
+
+def main() -> None:
+    args = _common.parse_args(__doc__)
+    _, seconds = durations(args.quick)
+    slow_run, fast_run = run(args.quick)
     target = "growth < 5 MB"
     _common.emit(
         BENCH,

@@ -61,8 +61,9 @@ PATIENCE = 120.0
 OURS = """
     from pydantic import BaseModel
 
-    from service import JobContext, job
-    from service.workers.jobs import jobs
+    from service import JobContext, job, job_poller
+
+    jobs = job_poller(name="jobs")
 
 
     class Nothing(BaseModel):

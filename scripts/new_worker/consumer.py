@@ -22,10 +22,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import trio
-import trio_websocket
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from service import Backoff, WorkerContext, connect_websocket, split_url, unit_of_work, worker
+from service import (
+    Backoff,
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    WorkerContext,
+    connect_websocket,
+    split_url,
+    unit_of_work,
+    worker,
+)
 
 Message = str | bytes
 
@@ -125,9 +134,7 @@ async def _consume(
             await ctx.stopping.wait()
 
 
-async def _read(
-    connection: trio_websocket.WebSocketConnection, send: trio.MemorySendChannel[Message]
-) -> None:
+async def _read(connection: WebSocketConnection, send: trio.MemorySendChannel[Message]) -> None:
     while True:
         message = await connection.get_message()
         await send.send(message)  # waits while the handlers are behind: back-pressure
@@ -165,6 +172,6 @@ _CONNECTION_FAILURES = (
     OSError,
     trio.TooSlowError,
     trio.BrokenResourceError,
-    trio_websocket.HandshakeError,
-    trio_websocket.ConnectionClosed,
+    HandshakeError,
+    ConnectionClosed,
 )
