@@ -39,20 +39,20 @@ import timeit
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import _common
 import feed_memory
 import trio
 import trio_websocket
+from feed_throughput import Counter, Stopwatch
 from websockets.asyncio.client import connect as websockets_connect
 
+import service
 import service.workers.feed_consumer as consumer_module
 from service import logs, unit_of_work
-from service.resources import Resources
 from service.resources.sqlite import open_sqlite
 from service.resources.websocket import connect_websocket
-from service.testing import supervised
+from service.testing import provide, supervised
 from service.workers.feed_consumer import FeedConsumerSettings, feed_consumer
 
 BENCH = "feed_peers"
@@ -98,38 +98,6 @@ SERVER = """
 """
 
 
-class Stopwatch:
-    """Wall and CPU time from the first message to the N-th."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.count = 0
-        self.first = (0.0, 0.0)
-        self.last = (0.0, 0.0)
-        self.done = trio.Event()
-
-    def tick(self, count: int = 1) -> None:
-        if self.count == 0:
-            self.first = (time.perf_counter(), time.process_time())
-        self.count += count
-        if self.count >= self.n and not self.done.is_set():
-            self.last = (time.perf_counter(), time.process_time())
-            self.done.set()
-
-    def rates(self) -> tuple[float, float]:
-        """(msgs per wall second, msgs per CPU second), the first message not counted."""
-        wall = self.last[0] - self.first[0]
-        cpu = self.last[1] - self.first[1]
-        return (self.n - 1) / wall, (self.n - 1) / cpu
-
-
-class Counter(Stopwatch):
-    """Stands in for `handle_event`: only counts."""
-
-    async def __call__(self, event: Any, **_: Any) -> None:
-        self.tick()
-
-
 async def consumer(url: str, n: int) -> tuple[float, float]:
     counter = Counter(n)
     original = consumer_module.handle_event
@@ -138,7 +106,7 @@ async def consumer(url: str, n: int) -> tuple[float, float]:
         settings = {"feed_consumer": FeedConsumerSettings(url=url)}
         async with (
             open_sqlite("sqlite:///:memory:") as db,
-            supervised(feed_consumer, settings=settings, resources=Resources(db=db)),
+            supervised(feed_consumer, settings=settings, resources=[provide(service.db, db)]),
         ):
             with trio.fail_after(120):
                 await counter.done.wait()

@@ -100,11 +100,11 @@ class Stopwatch:
         self.last = (0.0, 0.0)
         self.done = trio.Event()
 
-    def tick(self) -> None:
-        self.count += 1
-        if self.count == 1:
+    def tick(self, count: int = 1) -> None:
+        if self.count == 0:
             self.first = (time.perf_counter(), time.process_time())
-        if self.count == self.n:
+        self.count += count
+        if self.count >= self.n and not self.done.is_set():
             self.last = (time.perf_counter(), time.process_time())
             self.done.set()
 
