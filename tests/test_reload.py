@@ -96,6 +96,17 @@ class Reloader:
                     break
         raise AssertionError(f"no {event!r} in output:\n" + "\n".join(self.output.text))
 
+    async def wait_for_each(self, *events: str) -> dict[str, dict[str, Any]]:
+        """The first line of each of these events after the last one waited for, in whatever
+        order they come (the service may be ready before the watcher says it watches)."""
+        found: dict[str, dict[str, Any]] = {}
+        start = self._cursor
+        for event in events:
+            self._cursor = start
+            found[event] = await self.wait_for(event)
+        self._cursor = max(start, *(self.output.lines.index(line) + 1 for line in found.values()))
+        return found
+
     async def exit_code(self) -> int:
         with trio.fail_after(self._patience):
             while await self._read():
@@ -125,8 +136,7 @@ async def test_a_source_change_restarts_the_service_after_its_two_phase_stop(
 ) -> None:
     module, settings = project / "reload_workers.py", project / "service.toml"
     async with Reloader(project, "reload_workers:idle") as reloader:
-        await reloader.wait_for("reload.watching")
-        await reloader.wait_for("service.ready")
+        await reloader.wait_for_each("reload.watching", "service.ready")
         # Changes outside the watched set first: were any of them taken, it would be in this
         # batch or an earlier one, and show in `reload.changed` below.
         (project / "var").mkdir()
@@ -154,8 +164,7 @@ async def test_a_service_that_exits_by_itself_waits_for_the_next_change(project:
     working = module.read_text(encoding="utf-8")
     module.write_text(working + "raise RuntimeError('half-written')\n", encoding="utf-8")
     async with Reloader(project, "reload_workers:idle") as reloader:
-        await reloader.wait_for("reload.watching")
-        exited = await reloader.wait_for("reload.exited")
+        exited = (await reloader.wait_for_each("reload.watching", "reload.exited"))["reload.exited"]
         assert exited["exit_code"] == 2  # the workers could not be imported: a usage error
         module.write_text(working, encoding="utf-8")
         await reloader.wait_for("service.ready")
@@ -168,8 +177,7 @@ async def test_a_second_signal_to_the_reloader_is_the_services_second_signal(
     project: Path,
 ) -> None:
     async with Reloader(project, "reload_workers:deaf", patience=10) as reloader:  # < 30 s grace
-        await reloader.wait_for("reload.watching")
-        await reloader.wait_for("service.ready")
+        await reloader.wait_for_each("reload.watching", "service.ready")
         reloader.process.send_signal(signal.SIGINT)
         await reloader.wait_for("service.stopping")
         reloader.process.send_signal(signal.SIGINT)
@@ -183,8 +191,8 @@ async def test_scripts_run_reload_watches_the_checkout_and_passes_signals_on(
     project: Path,
 ) -> None:
     async with Reloader(project, "reload_workers:idle", "./scripts/run", "--reload") as reloader:
-        watching = await reloader.wait_for("reload.watching")
-        await reloader.wait_for("service.ready")
+        found = await reloader.wait_for_each("reload.watching", "service.ready")
+        watching = found["reload.watching"]
         reloader.process.send_signal(signal.SIGTERM)  # to the script: it `exec`s the reloader
         assert await reloader.exit_code() == 0
     assert watching["paths"] == [str(ROOT)]
