@@ -144,12 +144,13 @@ def test_a_job_timeout_not_shorter_than_the_lease_is_a_configuration_error() -> 
     async def slow(payload: Greeting, ctx: JobContext) -> None:
         pass
 
+    poller = f"{__name__}:jobs"  # this module's poller: a project may have no `jobs` example
     with pytest.raises(ConfigError) as error:
-        load({"SERVICE_WORKERS": "jobs", "SERVICE_JOBS__LEASE_SECONDS": "30"})
+        load({"SERVICE_WORKERS": poller, "SERVICE_JOBS__LEASE_SECONDS": "30"})
     assert error.value.problems == [
         "job 'slow': timeout 30s must be shorter than the jobs poller's lease_seconds (30s)"
     ]
-    assert load({"SERVICE_WORKERS": "jobs", "SERVICE_JOBS__LEASE_SECONDS": "31"})
+    assert load({"SERVICE_WORKERS": poller, "SERVICE_JOBS__LEASE_SECONDS": "31"})
 
 
 def _untyped(payload, ctx):  # type: ignore[no-untyped-def]
