@@ -16,9 +16,11 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,26 @@ def start_websocket_server(
         process.wait()
         raise RuntimeError(f"{name} exited ({process.returncode}) before listening")
     return process, f"ws://127.0.0.1:{port}/events"
+
+
+def alternate_against_server(
+    rounds: int, runs: dict[str, Callable[[str], tuple[float, float]]], server: str, *args: object
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each run (url -> (per wall second, per CPU second)) against one process of `server`,
+    in alternating rounds: the medians of both rates, by name (warm-up round left out)."""
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+
+    def timed(name: str, url: str) -> float:
+        wall_rate, cpu_rate = runs[name](url)
+        cpu[name].append(cpu_rate)
+        return wall_rate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        process, url = start_websocket_server(Path(tmp), "server", server, *args)
+        try:
+            wall = alternate(rounds, {name: partial(timed, name, url) for name in runs}, warmup=1)
+        finally:
+            process.terminate()
+            process.communicate(timeout=10)
+    # The warm-up round is in `cpu` too: drop it, as `alternate` did for the wall clock.
+    return wall, {name: statistics.median(values[1:]) for name, values in cpu.items()}

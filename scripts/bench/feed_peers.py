@@ -32,13 +32,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from functools import partial
-from pathlib import Path
 
 import _common
 import feed_memory
@@ -167,25 +163,7 @@ def throughput(quick: bool) -> dict[str, float]:
         "trio_websocket": lambda url: trio.run(raw_trio_websocket, url, n),
         "consumer": lambda url: trio.run(consumer, url, n),
     }
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-
-    def timed(name: str, url: str) -> float:
-        wall_rate, cpu_rate = runs[name](url)
-        cpu[name].append(cpu_rate)
-        return wall_rate
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server, url = _common.start_websocket_server(
-            Path(tmp), "blast_server", SERVER, n, MESSAGE_SIZE
-        )
-        try:
-            wall = _common.alternate(
-                rounds, {name: partial(timed, name, url) for name in runs}, warmup=1
-            )
-        finally:
-            server.terminate()
-            server.communicate(timeout=10)
-    per_cpu = {name: statistics.median(values[1:]) for name, values in cpu.items()}
+    wall, per_cpu = _common.alternate_against_server(rounds, runs, SERVER, n, MESSAGE_SIZE)
     targets = {
         "sansio": "ratio >= 1.0",
         "sansio_one": "info: get_message() one at a time",

@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import _common
@@ -172,26 +169,7 @@ def main() -> None:
         "raw_validate": lambda url: trio.run(partial(raw, url, n, validate=True)),
         "websockets": lambda url: asyncio.run(websockets_asyncio(url, n)),
     }
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-
-    def timed(name: str, url: str) -> float:
-        wall_rate, cpu_rate = runs[name](url)
-        cpu[name].append(cpu_rate)
-        return wall_rate
-
-    with tempfile.TemporaryDirectory() as tmp:
-        server, url = _common.start_websocket_server(
-            Path(tmp), "blast_server", SERVER, n, MESSAGE_SIZE
-        )
-        try:
-            wall = _common.alternate(
-                rounds, {name: partial(timed, name, url) for name in runs}, warmup=1
-            )
-        finally:
-            server.terminate()
-            server.communicate(timeout=10)
-    # The warm-up round is in `cpu` too: drop it, as `alternate` did for the wall clock.
-    per_cpu = {name: statistics.median(values[1:]) for name, values in cpu.items()}
+    wall, per_cpu = _common.alternate_against_server(rounds, runs, SERVER, n, MESSAGE_SIZE)
     lines = (
         ("consumer", "ratio >= 0.85"),
         ("raw_validate", "info: the raw loop plus parse() of each message"),

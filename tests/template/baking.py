@@ -278,3 +278,25 @@ class ServiceProcess:
             return False
         self.output.feed(chunk)
         return True
+
+
+#: cruft, as the suite's interpreter runs it.
+CRUFT = [sys.executable, "-m", "cruft"]
+
+
+def cruft_create(template: Path, output_dir: Path, env: dict[str, str], **answers: str) -> None:
+    """`cruft create` from `template` (a git repository) with these answers, no questions."""
+    run(
+        [
+            *CRUFT,
+            "create",
+            "--no-input",
+            "--output-dir",
+            output_dir,
+            "--extra-context",
+            json.dumps(answers),
+            template,
+        ],
+        cwd=output_dir.parent,
+        env=env,
+    )

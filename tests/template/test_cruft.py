@@ -7,33 +7,24 @@ its own first: what is tested is this tree, not the last commit.
 from __future__ import annotations
 
 import json
-import sys
 import tomllib
 from pathlib import Path
 
-from tests.template.baking import clean_env, commit_all, git_repository_of_this_checkout, run
-
-CRUFT = [sys.executable, "-m", "cruft"]
+from tests.template.baking import (
+    CRUFT,
+    clean_env,
+    commit_all,
+    cruft_create,
+    git_repository_of_this_checkout,
+    run,
+)
 
 
 def test_cruft_create_then_check_then_update_brings_a_template_change(tmp_path: Path) -> None:
     template = git_repository_of_this_checkout(tmp_path / "template")
     env = clean_env(tmp_path / "cookiecutter")
     answers = {"project_name": "Kept Up", "include_examples": "no"}
-    run(
-        [
-            *CRUFT,
-            "create",
-            "--no-input",
-            "--output-dir",
-            tmp_path / "out",
-            "--extra-context",
-            json.dumps(answers),
-            template,
-        ],
-        cwd=tmp_path,
-        env=env,
-    )
+    cruft_create(template, tmp_path / "out", env, **answers)
     project = tmp_path / "out" / "kept-up"
     state = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
     assert state["template"] == str(template)

@@ -16,17 +16,15 @@ the project's venv would be the same lock file, bootstrapped for nothing but tim
 from __future__ import annotations
 
 import ast
-import json
 import shutil
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from tests.template.baking import ServiceProcess, clean_env, commit_all, run
+from tests.template.baking import CRUFT, ServiceProcess, clean_env, commit_all, cruft_create, run
 from tests.template.baking import git_repository_of_this_checkout as template_repository
 
-CRUFT = [sys.executable, "-m", "cruft"]
 ALERTS = Path(__file__).with_name("extension") / "alerts.py"
 CITIES = ["Oslo", "Bergen"]
 
@@ -66,20 +64,7 @@ def test_a_project_extended_by_its_own_files_runs_them_and_takes_a_core_update(
     template = template_repository(tmp_path / "template")
     env = clean_env(tmp_path / "cookiecutter")
     answers = {"project_name": "Alerting"}  # with the examples: the job poller is one
-    run(
-        [
-            *CRUFT,
-            "create",
-            "--no-input",
-            "--output-dir",
-            tmp_path / "out",
-            "--extra-context",
-            json.dumps(answers),
-            template,
-        ],
-        cwd=tmp_path,
-        env=env,
-    )
+    cruft_create(template, tmp_path / "out", env, **answers)
     project = tmp_path / "out" / "alerting"
     commit_all(project, "generated")
     shutil.copy(ALERTS, project / "service" / "workers" / "alerts.py")
