@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pytest
 
 from service.jobs import Job, JobTable, MalformedPayload
 from service.resources import Database
+from service.resources.database import Connection, Cursor
 from service.resources.sqlite import open_sqlite
+
+T = TypeVar("T")
 
 
 class Clock:
@@ -78,6 +83,55 @@ async def test_an_expired_lease_is_claimed_again_and_the_old_owner_cannot_settle
     assert (again.id, again.attempt) == (job_id, 2)
     assert await table.complete([lost], owner="dead") == set()
     assert await table.complete([again], owner="live") == {job_id}
+
+
+async def test_expired_leases_come_first_and_the_claim_keeps_to_its_limit(
+    table: JobTable, clock: Clock
+) -> None:
+    abandoned = await table.enqueue([{}, {}])
+    await table.claim(2, lease_seconds=30, owner="dead")
+    clock.now += 31
+    due = await table.enqueue([{}, {}], priority=9)
+    first = await table.claim(3, lease_seconds=30, owner="live")
+    assert {job.id for job in first} == {*abandoned, due[0]}
+    assert [job.id for job in await table.claim(3, lease_seconds=30, owner="live")] == [due[1]]
+
+
+async def test_a_claim_reads_its_indexes_in_order_whatever_the_table_holds(
+    db: Database, table: JobTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No scan of the table and no sort: the claim's cost must not grow with the backlog or
+    with the finished jobs kept for a week (SQLite's plan; PostgreSQL has the same indexes)."""
+    statements: list[tuple[str, Any]] = []
+    transaction = db.transaction
+
+    async def recorded(work: Callable[[Connection], T], **options: Any) -> T:
+        return await transaction(lambda c: work(Recorder(c, statements)), **options)
+
+    monkeypatch.setattr(db, "transaction", recorded)
+    await table.claim(10, lease_seconds=30, owner="a")
+    monkeypatch.undo()
+    [(sql, parameters)] = statements
+    plan = await db.transaction(
+        lambda c: [row[-1] for row in c.execute(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()]
+    )
+    assert plan
+    assert not [step for step in plan if "SCAN jobs" in step or "TEMP B-TREE" in step], plan
+
+
+@dataclass
+class Recorder:
+    """A connection that notes each statement it runs."""
+
+    connection: Connection
+    statements: list[tuple[str, Any]]
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        self.statements.append((sql, parameters))
+        return self.connection.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor:
+        raise NotImplementedError
 
 
 async def test_complete_takes_many_at_once_and_skips_lost_leases(

@@ -235,6 +235,21 @@ async def test_a_type_this_process_does_not_know_is_postponed_never_dead_lettere
     ]
 
 
+async def test_a_new_job_of_an_unknown_type_is_postponed_briefly_first(
+    clock: trio.testing.MockClock, db: Database, events: Events
+) -> None:
+    """The wait grows with the job's age: a job just enqueued waits at most `retry_initial`,
+    not `retry_cap` (the claim must carry when the job was enqueued)."""
+    settings = poller_settings(poll_interval=0.5, retry_initial=1, retry_cap=60)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, db)]) as sup:
+        await sup.ready.wait()
+        ids = await JobTable(db).enqueue([{"type": "from_a_newer_version"}] * 8)
+        await trio.sleep(0.5)
+    first = {e["job_id"]: e["delay_s"] for e in reversed(events.named("job.unknown_type"))}
+    assert first.keys() == set(ids)
+    assert all(delay <= 1.0 for delay in first.values()), first
+
+
 async def test_a_corrupt_stored_payload_is_dead_lettered_with_the_reason(
     clock: trio.testing.MockClock, db: Database
 ) -> None:

@@ -147,27 +147,36 @@ class JobTable:
     async def claim(
         self, limit: int, *, lease_seconds: float, owner: str, queue: str = DEFAULT_QUEUE
     ) -> list[Job]:
-        """Lease up to `limit` jobs of `queue` that are due, or whose lease has expired: the
-        highest priority first, then the oldest."""
+        """Lease up to `limit` jobs of `queue`: those whose lease has expired (their worker
+        died) first, then the due ones, the highest priority first, then the oldest.
+
+        Each half reads its own index in order and stops at the limit: the cost of a claim
+        does not grow with the jobs waiting behind it, nor with the finished ones kept.
+        """
         now = self._clock()
         locking = self._claim_locking  # one of the constants above, never input
 
         def lease(connection: Connection) -> list[Any]:
             return connection.execute(
-                "UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
+                "WITH expired AS (SELECT id FROM jobs"
+                "  WHERE state = 'leased' AND lease_expires_at <= ? AND queue = ?"
+                f"  LIMIT ?{locking}),"
+                " due AS (SELECT id FROM jobs"
+                "  WHERE queue = ? AND state = 'pending' AND available_at <= ?"
+                "  ORDER BY priority DESC, available_at"
+                f"  LIMIT ? - (SELECT COUNT(*) FROM expired){locking})"
+                " UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
                 " lease_expires_at = ?, updated_at = ?"
-                " WHERE id IN (SELECT id FROM jobs WHERE queue = ?"
-                "  AND ((state = 'pending' AND available_at <= ?)"
-                "    OR (state = 'leased' AND lease_expires_at <= ?))"
-                f"  ORDER BY priority DESC, available_at, created_at LIMIT ?{locking})"
-                " RETURNING id, payload, trace_id, attempts, priority, available_at, created_at",
-                (owner, now + lease_seconds, now, queue, now, now, limit),
+                " WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)"
+                " RETURNING id, payload, trace_id, attempts, created_at, priority, available_at",
+                (now, queue, limit, queue, now, limit, owner, now + lease_seconds, now),
             ).fetchall()
 
         # RETURNING comes in no particular order: put the claim back in the order it chose.
-        rows = sorted(await self._db.transaction(lease), key=lambda r: (-r[4], r[5], r[6]))
+        rows = sorted(await self._db.transaction(lease), key=lambda r: (-r[5], r[6]))
         return [
-            Job(id_, _decode(raw), trace_id, attempts) for id_, raw, trace_id, attempts, *_ in rows
+            Job(id_, _decode(raw), trace_id, attempts, created_at)
+            for id_, raw, trace_id, attempts, created_at, *_ in rows
         ]
 
     async def complete(self, jobs: Sequence[Job], *, owner: str) -> set[str]:
