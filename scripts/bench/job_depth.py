@@ -1,8 +1,9 @@
-"""The queue-depth query with a million done jobs kept vs with none, on SQLite.
+"""The queue-depth query and the claim with a million done jobs kept vs with none, on SQLite.
 
-Every poller samples the queue's depth every poll interval, on every replica. Done jobs are
-kept for `SERVICE_JOBS__KEEP_DONE_SECONDS` (a week by default), so the table holds far more
-finished jobs than live ones; the sample must not cost more as they pile up.
+Every poller samples the queue's depth every poll interval, and claims whenever it has free
+slots, on every replica. Done jobs are kept for `SERVICE_JOBS__KEEP_DONE_SECONDS` (a week by
+default), so the table holds far more finished jobs than live ones; neither the sample nor
+the claim may cost more as they pile up.
 
 Candidate: `JobTable.depth()` (a queue's pending and leased jobs per type, and its oldest due
 job's wait, counted on the queue's index) on a table of
@@ -12,7 +13,11 @@ table of the 1,000 pending jobs alone. Both are file databases opened with `open
 median of 200 calls each. A second line shows what the sample cost before, a full
 `SELECT state, COUNT(*) ... GROUP BY state` (`JobTable.stats()`, now only for `jobs stats`).
 
-Target: the depth query with 1,000,000 done rows costs <= 2x the same with none.
+The claim line: `JobTable.claim(10)` followed by one statement giving the 10 jobs back
+(their ids, by primary key: the same cost on both tables), on the same two databases.
+
+Target: the depth query, and the claim, with 1,000,000 done rows cost <= 2x the same with
+none.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import trio
 from _common import alternate, emit, parse_args
 
 from service.jobs import JobTable
+from service.resources import Database
 from service.resources.sqlite import open_sqlite
 
 BENCH = "job_depth"
@@ -62,17 +68,37 @@ def fill(path: Path, done: int) -> None:
         connection.execute("ANALYZE")
 
 
-def timed(path: Path, query: Callable[[JobTable], Awaitable[object]]) -> Callable[[], float]:
+async def depth(db: Database) -> object:
+    return await JobTable(db).depth()
+
+
+async def stats(db: Database) -> object:
+    return await JobTable(db).stats()
+
+
+async def claim_and_give_back(db: Database) -> object:
+    claimed = await JobTable(db).claim(10, lease_seconds=30, owner="bench")
+    ids = [job.id for job in claimed]
+    marks = ", ".join("?" * len(ids))
+    return await db.transaction(
+        lambda c: (
+            c.execute(
+                f"UPDATE jobs SET state = 'pending', attempts = 0 WHERE id IN ({marks})", ids
+            ).rowcount
+        )
+    )
+
+
+def timed(path: Path, query: Callable[[Database], Awaitable[object]]) -> Callable[[], float]:
     """Median seconds per call of `query` on the database at `path`."""
 
     async def run() -> float:
         async with open_sqlite(f"sqlite:///{path}") as db:
-            table = JobTable(db)
-            await query(table)  # warm the connection and the page cache
+            await query(db)  # warm the connection and the page cache
             samples = []
             for _ in range(CALLS):
                 began = time.perf_counter()
-                await query(table)
+                await query(db)
                 samples.append(time.perf_counter() - began)
             return statistics.median(samples)
 
@@ -90,9 +116,11 @@ def main() -> None:
         medians = alternate(
             rounds,
             {
-                "depth_full": timed(full, JobTable.depth),
-                "depth_empty": timed(empty, JobTable.depth),
-                "stats_full": timed(full, JobTable.stats),
+                "depth_full": timed(full, depth),
+                "depth_empty": timed(empty, depth),
+                "stats_full": timed(full, stats),
+                "claim_full": timed(full, claim_and_give_back),
+                "claim_empty": timed(empty, claim_and_give_back),
             },
         )
     emit(
@@ -110,6 +138,14 @@ def main() -> None:
         medians["depth_empty"] * 1e3,
         unit="ms",
         target="reported only: what the sample cost before",
+    )
+    emit(
+        BENCH,
+        f"claim_with_{done}_done",
+        medians["claim_full"] * 1e3,
+        medians["claim_empty"] * 1e3,
+        unit="ms",
+        target=TARGET,
     )
 
 
