@@ -126,14 +126,14 @@ async def test_an_idle_poller_polls_once_per_interval(
     clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     claims = 0
-    claim = JobTable.claim
+    claim = JobTable.complete_and_claim
 
     async def counting_claim(self: JobTable, *args: Any, **kwargs: Any) -> Any:
         nonlocal claims
         claims += 1
         return await claim(self, *args, **kwargs)
 
-    monkeypatch.setattr(JobTable, "claim", counting_claim)
+    monkeypatch.setattr(JobTable, "complete_and_claim", counting_claim)
     async with supervised(
         jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, db)]
     ) as sup:
@@ -360,6 +360,29 @@ async def test_the_soft_stop_lets_jobs_in_flight_finish_within_grace(
     assert 3 <= trio.current_time() - stop_at < 4  # waited for the job, not the whole grace
     assert [e["outcome"] for e in events.named("worker.exited")] == ["stopped"]
     assert [r[:3] for r in await rows(db)] == [(job_id, "done", 1), (ANY, "pending", 0)]
+
+
+async def test_a_job_whose_lease_was_taken_over_is_reported_not_recorded(
+    clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch, events: Events
+) -> None:
+    """Another worker holds the job now (this one's lease expired while it ran, say in a long
+    pause): finishing it here must not mark the other's delivery done."""
+
+    async def loses_its_lease(payload: Any, ctx: Any) -> None:
+        await db.transaction(
+            lambda c: c.execute("UPDATE jobs SET lease_owner = 'another worker'").rowcount
+        )
+
+    use_handler(monkeypatch, loses_its_lease)
+    async with supervised(
+        jobs, settings=poller_settings(), resources=[provide(service.db, db)]
+    ) as sup:
+        await sup.ready.wait()
+        [job_id] = await JobTable(db).enqueue([{"type": "test"}], trace_id="t" * 32)
+        await trio.sleep(1)
+    [lost] = events.named("job.lease_lost")
+    assert (lost["job_id"], lost["trace_id"], lost["attempt"]) == (job_id, "t" * 32, 1)
+    assert [r[:3] for r in await rows(db)] == [(job_id, "leased", 1)]
 
 
 async def test_the_hard_stop_releases_unfinished_jobs_for_the_next_run(

@@ -40,12 +40,16 @@ class Outage:
         self.display_url = db.display_url
         self.down = False
         self.calls_while_down = 0
+        self.hang_next = False  # the next call never returns: a server that stopped answering
 
     def now(self) -> float:
         return self._db.now()
 
     async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
         await trio.lowlevel.checkpoint()
+        if self.hang_next:
+            self.hang_next = False
+            await trio.sleep_forever()
         if self.down:
             self.calls_while_down += 1
             raise DatabaseUnavailable(REASON)
@@ -168,6 +172,45 @@ async def test_a_job_done_during_an_outage_is_recorded_once_it_is_over(
     assert [line["job_id"] for line in events.named("job.done")] == [job_id]
     assert events.named("job.lease_lost") == []
     assert events.named("worker.exited", outcome="crashed") == []
+
+
+@pytest.mark.parametrize("back_by_the_hard_stop", [True, False])
+async def test_a_job_done_when_the_hard_stop_comes_gets_one_more_try_to_be_recorded(  # noqa: PLR0917  # fixtures
+    clock: trio.testing.MockClock,
+    db: Database,
+    outage: Outage,
+    monkeypatch: pytest.MonkeyPatch,
+    events: Events,
+    back_by_the_hard_stop: bool,
+) -> None:
+    """The turn recording it hangs until the hard stop cancels it: what is done is recorded
+    then, if the database answers; if not, it says so, and the lease brings the job back."""
+    running, finish = trio.Event(), trio.Event()
+
+    async def waits(payload: Any, ctx: Any) -> None:
+        running.set()
+        await finish.wait()
+
+    monkeypatch.setitem(REGISTERED, "test", JobType("test", waits, Anything))
+    [job_id] = await JobTable(db).enqueue([{"type": "test"}])
+    # Polling once a minute: no other call comes between the job's end and the hard stop.
+    settings = poller(poll_interval=60.0)
+    async with supervised(jobs, settings=settings, resources=[provide(service.db, outage)]):
+        await running.wait()
+        outage.hang_next = True  # the turn that records it
+        outage.down = not back_by_the_hard_stop
+        finish.set()
+        await until(lambda: events.named("job.done"))
+    [exited] = events.named("worker.exited")
+    assert exited["outcome"] == "cancelled"  # the grace ran out: the turn never came back
+    if back_by_the_hard_stop:
+        assert await states(db) == [("done", 1)]
+        assert events.named("job.settle_timeout") == []
+    else:
+        assert await states(db) == [("leased", 1)]
+        [timeout] = events.named("job.settle_timeout")
+        assert timeout["job_id"] == job_id
+    assert events.named("job.released") == []
 
 
 async def test_the_soft_stop_during_an_outage_is_prompt(

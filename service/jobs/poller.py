@@ -1,8 +1,9 @@
 """The job poller: claims due jobs and runs each in its own task, under a per-job timeout.
 
 It wakes at once when a job is enqueued in this process (or, on PostgreSQL, in any other), and
-otherwise polls every `poll_interval` seconds; no busy loop. It never holds more than
-`concurrency` jobs. A job that fails is retried with backoff, up to its `max_attempts`, then
+otherwise polls every `poll_interval` seconds; no busy loop. It never runs more than
+`concurrency` jobs at once, and records the jobs done in the same transaction as its next
+claim. A job that fails is retried with backoff, up to its `max_attempts`, then
 dead-lettered with its error; a job that cannot succeed (a malformed payload, one that fails
 its model's validation) is dead-lettered at once. A job of a type this process does not know
 is retried with backoff instead: a newer replica may know it. At the soft stop the poller claims
@@ -146,73 +147,111 @@ class _PollerSpec(WorkerSpec[JobsSettings]):
 async def _poll(
     ctx: WorkerContext[JobsSettings], queue: str, *, task_status: trio.TaskStatus[None]
 ) -> None:
-    settings = ctx.settings
-    table = JobTable(ctx.db)
-    owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-    outage = DatabaseOutage(ctx)
-    process = _Processing(
-        table,
-        owner,
-        settings,
-        Backoff(settings.retry_initial, settings.retry_cap),
-        _GroupCommit(table, owner),
-        outage,
-        ctx.log,
-        ctx.resources,
-    )
-    wakeup = _Wakeup()
-    in_flight = 0
-    # Under load, claim in batches: wait for half the slots to be free rather than claiming
-    # (one transaction) for every job that ends. An enqueue or the poll claims at once.
-    refill_at = max(1, settings.concurrency // 2)
+    await _Poller(ctx, queue).run(task_status)
 
-    async def run(job: Job) -> None:
-        nonlocal in_flight
+
+class _Poller:
+    """One queue's claim loop and the jobs it runs.
+
+    Each turn is one transaction: it records every job done since the last turn and claims
+    as many jobs as there are free slots. Under load that is one round trip and one commit
+    per turn, however many jobs finished; a turn comes when a job finishes, a job is
+    enqueued, or the poll interval passes. After the soft stop, turns only record what
+    finishes, until nothing is in flight.
+    """
+
+    def __init__(self, ctx: WorkerContext[JobsSettings], queue: str) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.queue = queue
+        self.table = JobTable(ctx.db)
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.outage = DatabaseOutage(ctx)
+        self.process = _Processing(
+            self.table,
+            self.owner,
+            settings,
+            Backoff(settings.retry_initial, settings.retry_cap),
+            self.outage,
+            ctx.log,
+            ctx.resources,
+        )
+        self.wakeup = _Wakeup()
+        self.in_flight = 0
+        self.finished: list[Job] = []  # done, not recorded yet
+        self.recording: list[Job] = []  # done, being recorded by the turn under way
+
+    async def run(self, task_status: trio.TaskStatus[None]) -> None:
+        ctx = self.ctx
+        # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
+        async with trio.open_nursery() as running, trio.open_nursery() as watchers:
+            watchers.start_soon(self._wake_on_enqueue)
+            watchers.start_soon(self._wake_on_stop)
+            watchers.start_soon(_report_queue_depth, ctx, self.table, self.queue)
+            watchers.start_soon(_purge_finished_jobs, ctx, self.table)
+            task_status.started()
+            try:
+                while True:
+                    await self._turn(running)
+                    if ctx.stopping.is_set() and not (self.in_flight or self.finished):
+                        break
+                    with trio.move_on_after(ctx.settings.poll_interval):
+                        await self.wakeup.wait()
+            except BaseException as exc:
+                if is_cancelled(exc):
+                    # The hard stop: what is done stays done, if the database takes it in time.
+                    await self.process.record_done([*self.recording, *self.finished])
+                raise
+            watchers.cancel_scope.cancel(reason="the soft stop: nothing in flight")
+
+    async def _turn(self, running: trio.Nursery) -> None:
+        self.recording, self.finished = self.finished, []
+        stopping = self.ctx.stopping
+        if not self.recording and stopping.is_set():
+            return  # nothing to record, and nothing more to claim
+        try:
+            # Claims are pointless once the soft stop has begun; recording what is done is not.
+            recorded, claimed = await self.outage.retry(
+                self._exchange, stop=None if self.recording else stopping
+            )
+        except DatabaseUnavailable:
+            return  # the soft stop began while waiting to claim
+        self.process.report_lost(self.recording, recorded)
+        self.recording = []
+        for job in claimed:
+            self.in_flight += 1
+            running.start_soon(self._run_job, job, name=f"job {job.id}")
+
+    async def _exchange(self) -> tuple[set[str], list[Job]]:
+        # How many to claim is decided at each try: a retry after an outage must not claim
+        # once the soft stop has begun, nor more than the slots free by then.
+        settings = self.ctx.settings
+        free = 0 if self.ctx.stopping.is_set() else settings.concurrency - self.in_flight
+        return await self.table.complete_and_claim(
+            self.recording,
+            free,
+            lease_seconds=settings.lease_seconds,
+            owner=self.owner,
+            queue=self.queue,
+        )
+
+    async def _run_job(self, job: Job) -> None:
         try:
             with unit_of_work(job.trace_id):
-                await process(job)
+                if await self.process(job):
+                    self.finished.append(job)
         finally:
-            in_flight -= 1
-            if settings.concurrency - in_flight >= refill_at:
-                wakeup.set()
+            self.in_flight -= 1
+            self.wakeup.set()
 
-    async def wake_on_enqueue() -> None:
+    async def _wake_on_enqueue(self) -> None:
         while True:
-            await table.wait_for_enqueue()
-            wakeup.set()
+            await self.table.wait_for_enqueue()
+            self.wakeup.set()
 
-    async def wake_on_stop() -> None:
-        await ctx.stopping.wait()
-        wakeup.set()
-
-    # `running` holds the jobs in flight: they outlive the claim loop and its `watchers`.
-    async with trio.open_nursery() as running, trio.open_nursery() as watchers:
-        watchers.start_soon(wake_on_enqueue)
-        watchers.start_soon(wake_on_stop)
-        watchers.start_soon(_report_queue_depth, ctx, table, queue)
-        watchers.start_soon(_purge_finished_jobs, ctx, table)
-        task_status.started()
-        while not ctx.stopping.is_set():
-            if free := settings.concurrency - in_flight:
-                claim = partial(
-                    table.claim,
-                    free,
-                    lease_seconds=settings.lease_seconds,
-                    owner=owner,
-                    queue=queue,
-                )
-                try:
-                    claimed = await outage.retry(claim, stop=ctx.stopping)
-                except DatabaseUnavailable:
-                    break  # the soft stop began while waiting for the database
-                for job in claimed:
-                    in_flight += 1
-                    running.start_soon(run, job, name=f"job {job.id}")
-            # Either the queue is drained or the slots are busy: wait for an enqueue, free
-            # slots or the stop, or poll again after the interval.
-            with trio.move_on_after(settings.poll_interval):
-                await wakeup.wait()
-        watchers.cancel_scope.cancel(reason="the soft stop: no more claims")
+    async def _wake_on_stop(self) -> None:
+        await self.ctx.stopping.wait()
+        self.wakeup.set()
 
 
 async def _report_queue_depth(
@@ -252,57 +291,92 @@ class _Processing:
     owner: str
     settings: JobsSettings
     retry_backoff: Backoff
-    acknowledgements: _GroupCommit
     outage: DatabaseOutage
     log: FilteringBoundLogger
     resources: Resources
     resources_by_type: dict[str, Resources] = field(default_factory=dict)
 
-    async def __call__(self, job: Job) -> None:
-        settings, log = self.settings, self.log
+    async def __call__(self, job: Job) -> bool:
+        """Run `job` and record its outcome, unless it is done: then True, for the poller to
+        record with the others done meanwhile (one transaction for them all)."""
+        runnable = await self._runnable(job)
+        if runnable is None:
+            return False
+        job_type, payload, max_attempts = runnable
+        context = JobContext(
+            job.id, job.trace_id, job.attempt, self.log, self._resources_of(job_type)
+        )
+        timeout = job_type.timeout or self.settings.job_timeout
+        try:
+            with trio.fail_after(timeout):
+                await job_type.function(payload, context)
+        except trio.TooSlowError:
+            await self._retry_or_fail(job, max_attempts, f"timed out after {timeout:g}s", None)
+            return False
+        except Exception as exc:  # noqa: BLE001  # any failure of the job is the job's outcome
+            error = f"{type(exc).__name__}: {exc}"
+            await self._retry_or_fail(job, max_attempts, error, exc)
+            return False
+        except BaseException as exc:
+            if is_cancelled(exc):
+                # The hard stop cut it short (its `Cancelled` alone, or out of the job's own
+                # nurseries): give it back now rather than when the lease expires.
+                await self._settle(partial(self.table.release, job, owner=self.owner), job)
+                self.log.info("job.released", job_id=job.id, attempt=job.attempt)
+            raise
+        self.log.info("job.done", job_id=job.id, attempt=job.attempt)
+        OUTCOMES["done"].inc()
+        return True
+
+    async def _runnable(self, job: Job) -> tuple[JobType[Any], BaseModel, int] | None:
+        """The job's type, its payload and its attempts; None if it cannot run here, its
+        outcome recorded (dead-lettered, or postponed: its type is unknown here)."""
         document = job.payload
         if isinstance(document, MalformedPayload):
             await self._fail(job, str(document))
-            return
+            return None
         if not isinstance(document, dict) or not isinstance(document.get(TYPE_KEY), str):
             await self._fail(job, f"payload must be a JSON object with a string {TYPE_KEY!r}")
-            return
+            return None
         job_type = REGISTERED.get(document[TYPE_KEY])
         if job_type is None:
             await self._retry_unknown(job, document[TYPE_KEY])
-            return
-        max_attempts = job_type.max_attempts or settings.max_attempts
+            return None
+        max_attempts = job_type.max_attempts or self.settings.max_attempts
         if job.attempt > max_attempts:  # its lease expired every time: workers died
             await self._fail(job, f"abandoned after {job.attempt - 1} attempts (lease expired)")
-            return
+            return None
         try:
             payload = job_type.payload.model_validate(
                 {key: value for key, value in document.items() if key != TYPE_KEY}
             )
         except ValidationError as exc:
             await self._fail(job, f"invalid {job_type.name} payload: {_one_line(exc)}")
+            return None
+        return job_type, payload, max_attempts
+
+    async def record_done(self, jobs: list[Job]) -> None:
+        """At the hard stop, one attempt to record the jobs done but not yet recorded, shielded
+        for at most SETTLE_SECONDS; those it misses are delivered again once their lease
+        expires."""
+        if not jobs:
             return
-        context = JobContext(job.id, job.trace_id, job.attempt, log, self._resources_of(job_type))
-        timeout = job_type.timeout or settings.job_timeout
-        try:
-            with trio.fail_after(timeout):
-                await job_type.function(payload, context)
-        except trio.TooSlowError:
-            await self._retry_or_fail(job, max_attempts, f"timed out after {timeout:g}s", None)
-        except Exception as exc:  # noqa: BLE001  # any failure of the job is the job's outcome
-            error = f"{type(exc).__name__}: {exc}"
-            await self._retry_or_fail(job, max_attempts, error, exc)
-        except BaseException as exc:
-            if is_cancelled(exc):
-                # The hard stop cut it short (its `Cancelled` alone, or out of the job's own
-                # nurseries): give it back now rather than when the lease expires.
-                await self._settle(partial(self.table.release, job, owner=self.owner), job)
-                log.info("job.released", job_id=job.id, attempt=job.attempt)
-            raise
-        else:
-            log.info("job.done", job_id=job.id, attempt=job.attempt)
-            OUTCOMES["done"].inc()
-            await self._settle(partial(self.acknowledgements.complete, job), job)
+        shielded = trio.CancelScope(shield=True, deadline=trio.current_time() + SETTLE_SECONDS)
+        with shielded, contextlib.suppress(DatabaseUnavailable):
+            self.report_lost(jobs, await self.table.complete(jobs, owner=self.owner))
+            return
+        for job in jobs:
+            self.log.warning(
+                "job.settle_timeout", job_id=job.id, attempt=job.attempt, trace_id=job.trace_id
+            )
+
+    def report_lost(self, jobs: list[Job], recorded: set[str]) -> None:
+        """Jobs done here that another worker took over (their lease had expired)."""
+        for job in jobs:
+            if job.id not in recorded:
+                self.log.warning(
+                    "job.lease_lost", job_id=job.id, attempt=job.attempt, trace_id=job.trace_id
+                )
 
     def _resources_of(self, job_type: JobType[Any]) -> Resources:
         """What `job_type` declared, of what is open: the same for each of its jobs."""
@@ -372,50 +446,6 @@ class _Processing:
             self.log.warning("job.settle_timeout", job_id=job.id, attempt=job.attempt)
         elif not recorded:
             self.log.warning("job.lease_lost", job_id=job.id, attempt=job.attempt)
-
-
-class _GroupCommit:
-    """Marks jobs done in groups: one transaction for every job that finished meanwhile.
-
-    A job that finishes while another group is being committed joins the next one, which
-    the first of its members to get the lock commits for all of them. Each job still returns
-    only once its own completion is recorded; one transaction per job would cost a thread
-    round trip per job and cap throughput at a fraction of what SQLite can do.
-    """
-
-    def __init__(self, table: JobTable, owner: str) -> None:
-        self._table = table
-        self._owner = owner
-        self._lock = trio.Lock()
-        self._open = _Group()
-
-    async def complete(self, job: Job) -> bool:
-        """Mark `job` done; False if its lease was lost. While the database is unavailable,
-        every member of the group raises `DatabaseUnavailable` (each then retries in a later
-        group of its own)."""
-        group = self._open
-        group.jobs.append(job)
-        async with self._lock:
-            # Unless an earlier member committed it, or found the database unavailable. (If
-            # its commit failed otherwise, or was cut short, this member tries again.)
-            if group.done is None and group.unavailable is None:
-                if self._open is group:
-                    self._open = _Group()
-                try:
-                    group.done = await self._table.complete(group.jobs, owner=self._owner)
-                except DatabaseUnavailable as exc:
-                    group.unavailable = str(exc)
-        if group.unavailable is not None:
-            raise DatabaseUnavailable(group.unavailable)
-        assert group.done is not None  # committed, by this member or an earlier one
-        return job.id in group.done
-
-
-@dataclass(slots=True)
-class _Group:
-    jobs: list[Job] = field(default_factory=list)
-    done: set[str] | None = None  # the ids marked done, once committed
-    unavailable: str | None = None  # why the commit failed, if the database was unavailable
 
 
 class _Wakeup:

@@ -148,59 +148,52 @@ class JobTable:
         self, limit: int, *, lease_seconds: float, owner: str, queue: str = DEFAULT_QUEUE
     ) -> list[Job]:
         """Lease up to `limit` jobs of `queue`: those whose lease has expired (their worker
-        died) first, then the due ones, the highest priority first, then the oldest.
-
-        Each half reads its own index in order and stops at the limit: the cost of a claim
-        does not grow with the jobs waiting behind it, nor with the finished ones kept.
-        """
-        now = self._clock()
-        locking = self._claim_locking  # one of the constants above, never input
-
-        def lease(connection: Connection) -> list[Any]:
-            return connection.execute(
-                "WITH expired AS (SELECT id FROM jobs"
-                "  WHERE state = 'leased' AND lease_expires_at <= ? AND queue = ?"
-                f"  LIMIT ?{locking}),"
-                " due AS (SELECT id FROM jobs"
-                "  WHERE queue = ? AND state = 'pending' AND available_at <= ?"
-                "  ORDER BY priority DESC, available_at"
-                f"  LIMIT ? - (SELECT COUNT(*) FROM expired){locking})"
-                " UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
-                " lease_expires_at = ?, updated_at = ?"
-                " WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)"
-                " RETURNING id, payload, trace_id, attempts, created_at, priority, available_at",
-                (now, queue, limit, queue, now, limit, owner, now + lease_seconds, now),
-            ).fetchall()
-
-        # RETURNING comes in no particular order: put the claim back in the order it chose.
-        rows = sorted(await self._db.transaction(lease), key=lambda r: (-r[5], r[6]))
-        return [
-            Job(id_, _decode(raw), trace_id, attempts, created_at)
-            for id_, raw, trace_id, attempts, created_at, *_ in rows
-        ]
+        died) first, then the due ones, the highest priority first, then the oldest."""
+        _, claimed = await self.complete_and_claim(
+            (), limit, lease_seconds=lease_seconds, owner=owner, queue=queue
+        )
+        return claimed
 
     async def complete(self, jobs: Sequence[Job], *, owner: str) -> set[str]:
         """Mark jobs done, in one transaction; the ids done. A job left out had lost its lease
         (it will be, or was, delivered again)."""
+        done, _ = await self.complete_and_claim(jobs, 0, lease_seconds=0.0, owner=owner)
+        return done
+
+    async def complete_and_claim(
+        self,
+        jobs: Sequence[Job],
+        limit: int,
+        *,
+        lease_seconds: float,
+        owner: str,
+        queue: str = DEFAULT_QUEUE,
+    ) -> tuple[set[str], list[Job]]:
+        """`complete(jobs)` and `claim(limit)` in one transaction: a busy poller records what
+        finished and takes the next jobs in one round trip and one commit."""
         now = self._clock()
         ids = [job.id for job in jobs]
+        locking = self._claim_locking  # one of the constants above, never input
 
-        def mark_done(connection: Connection) -> set[str]:
-            done: set[str] = set()
-            for start in range(0, len(ids), _IDS_PER_STATEMENT):
-                chunk = ids[start : start + _IDS_PER_STATEMENT]
-                marks = ", ".join("?" * len(chunk))
-                rows = connection.execute(
-                    "UPDATE jobs SET state = 'done', last_error = NULL, lease_owner = NULL,"
-                    " lease_expires_at = NULL, updated_at = ?"  # `marks` is only "?, ?, ..."
-                    f" WHERE state = 'leased' AND lease_owner = ? AND id IN ({marks})"
-                    " RETURNING id",
-                    (now, owner, *chunk),
-                ).fetchall()
-                done.update(row[0] for row in rows)
-            return done
+        def exchange(connection: Connection) -> tuple[set[str], list[Any]]:
+            done = _mark_done(connection, ids, owner, now) if ids else set()
+            if not limit:
+                return done, []
+            return done, _lease(
+                connection,
+                limit=limit,
+                queue=queue,
+                owner=owner,
+                now=now,
+                lease_seconds=lease_seconds,
+                locking=locking,
+            )
 
-        return await self._db.transaction(mark_done)
+        done, rows = await self._db.transaction(exchange)
+        return done, [
+            Job(id_, _decode(raw), trace_id, attempts, created_at)
+            for id_, raw, trace_id, attempts, created_at in rows
+        ]
 
     async def retry(self, job: Job, error: str, *, delay: float, owner: str) -> bool:
         """Back to pending, due in `delay` seconds, with the error kept."""
@@ -317,6 +310,53 @@ class JobTable:
         """Until jobs are enqueued: in this process, or (PostgreSQL) in any other. Best effort:
         poll as well."""
         await self._db.wait_for_notification(CHANNEL)
+
+
+def _lease(
+    connection: Connection,
+    *,
+    limit: int,
+    queue: str,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+    locking: str,
+) -> list[Any]:
+    """Claim's statement. Each half reads its own index in order and stops at the limit: its
+    cost does not grow with the jobs waiting behind it, nor with the finished ones kept."""
+    rows = connection.execute(
+        "WITH expired AS (SELECT id FROM jobs"
+        "  WHERE state = 'leased' AND lease_expires_at <= ? AND queue = ?"
+        f"  LIMIT ?{locking}),"
+        " due AS (SELECT id FROM jobs"
+        "  WHERE queue = ? AND state = 'pending' AND available_at <= ?"
+        "  ORDER BY priority DESC, available_at"
+        f"  LIMIT ? - (SELECT COUNT(*) FROM expired){locking})"
+        " UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_owner = ?,"
+        " lease_expires_at = ?, updated_at = ?"
+        " WHERE id IN (SELECT id FROM expired UNION ALL SELECT id FROM due)"
+        " RETURNING id, payload, trace_id, attempts, created_at, priority, available_at",
+        (now, queue, limit, queue, now, limit, owner, now + lease_seconds, now),
+    ).fetchall()
+    # RETURNING comes in no particular order: put the claim back in the order it chose.
+    return [row[:5] for row in sorted(rows, key=lambda r: (-r[5], r[6]))]
+
+
+def _mark_done(connection: Connection, ids: Sequence[str], owner: str, now: float) -> set[str]:
+    """Complete's statements: the ids marked done (the others had lost their lease)."""
+    done: set[str] = set()
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        chunk = ids[start : start + _IDS_PER_STATEMENT]
+        marks = ", ".join("?" * len(chunk))
+        rows = connection.execute(
+            "UPDATE jobs SET state = 'done', last_error = NULL, lease_owner = NULL,"
+            " lease_expires_at = NULL, updated_at = ?"  # `marks` is only "?, ?, ..."
+            f" WHERE state = 'leased' AND lease_owner = ? AND id IN ({marks})"
+            " RETURNING id",
+            (now, owner, *chunk),
+        ).fetchall()
+        done.update(row[0] for row in rows)
+    return done
 
 
 def type_of(payload: Any) -> str | None:
