@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import trio
 
+from service.jobs.inserts import INSERT, grouped_inserts
 from service.logs import new_trace_id
 from service.resources.database import Connection, Database
 
@@ -125,19 +126,14 @@ class JobTable:
             )
             for payload in payloads
         ]
-        insert_sql = (
-            "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
-            " updated_at, priority, dedupe_key, job_type, queue)"
-            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
-        )
+        if key is None:  # with whatever else is enqueued meanwhile, in one transaction
+            await grouped_inserts(self._db, notify=CHANNEL).insert(rows)
+            return [row[0] for row in rows]
 
-        def insert(connection: Connection) -> list[str]:
-            if key is None:
-                connection.executemany(insert_sql, rows)
-                return [row[0] for row in rows]
+        def insert_unless_held(connection: Connection) -> list[str]:
             while True:  # twice at most: the holder of the key may finish in between
                 if connection.execute(
-                    f"{insert_sql} ON CONFLICT DO NOTHING RETURNING id", rows[0]
+                    f"{INSERT} ON CONFLICT DO NOTHING RETURNING id", rows[0]
                 ).fetchall():
                     return [rows[0][0]]
                 holder = connection.execute(
@@ -147,7 +143,7 @@ class JobTable:
                 if holder is not None:
                     return [holder[0]]
 
-        return await self._db.transaction(insert, notify=CHANNEL)
+        return await self._db.transaction(insert_unless_held, notify=CHANNEL)
 
     async def claim(
         self, limit: int, *, lease_seconds: float, owner: str, queue: str = DEFAULT_QUEUE
