@@ -7,8 +7,9 @@ thread), with `JobsSettings(concurrency=64, lease_seconds=60, job_timeout=10)`. 
 poller is up and idle, a producer task enqueues N jobs of type "tick" (a no-op handler) in
 batches of 100 through `JobTable.enqueue`, as a real producer would; the clock runs from the
 first enqueue until the last job is `done` (the producer then polls `JobTable.stats()` every
-5 ms). Each job costs the poller a share of a claim transaction, a task, a per-job timeout
-scope, the handler, a `job.done` log line and a share of a group-commit transaction.
+5 ms). Each job costs the poller a task, a per-job timeout scope, the handler, a `job.done`
+log line, and a share of a turn: one transaction that records the jobs done since the last
+turn and claims as many as there are free slots.
 
 Two candidate metrics: with the real JSON log pipeline writing to /dev/null (the poller logs
 `job.done` per job), and with the level at "warning" (that line filtered out), so the cost of
