@@ -38,7 +38,10 @@ EXAMPLE_MODULES = frozenset(
 #: The template's code beyond `service/` that logs events of its own.
 OTHER_SOURCES = ("scripts/reload.py",)
 
-EXAMPLES_BEGIN, EXAMPLES_END = "<!-- examples -->", "<!-- /examples -->"
+#: The markers around the examples' parts of a page (spelled from parts: a generated project
+#: must hold no marker, and this file is shipped).
+_MARKER = "<!-- {}examples -->"
+EXAMPLES_BEGIN, EXAMPLES_END = _MARKER.format(""), _MARKER.format("/")
 
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
 _LOG_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exception", "critical"})
