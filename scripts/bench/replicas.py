@@ -1,7 +1,8 @@
 """Jobs per second with 1, 2 and 3 replicas sharing one PostgreSQL job table.
 
 Candidate: N replicas, each a real `python -m service` process running the `jobs` poller at
-its defaults (`concurrency` 10, so one replica holds at most ten jobs at a time), JSON logs on
+`concurrency` 10 (one replica holds at most ten jobs at a time: set here, as the default, 64,
+would make one replica use the 2 cores before its slots are full), JSON logs on
 a pipe the benchmark drains, against a throwaway PostgreSQL server on loopback
 (`service.testing.postgres`, one per run, durability off). The job type waits 10 ms on I/O
 (`await trio.sleep(0.01)`: a call to another service, say), registered in a worker module
@@ -102,6 +103,7 @@ def jobs_per_second(url: str, count: int, m: int, module_dir: Path) -> float:
     env = _common.service_env(
         module_dir,
         SERVICE_WORKERS="bench_replica_jobs:jobs",
+        SERVICE_JOBS__CONCURRENCY="10",
         SERVICE_DB__URL=url,
         SERVICE_LOG_FORMAT="json",
     )
