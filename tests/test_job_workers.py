@@ -122,6 +122,54 @@ async def test_jobs_from_another_process_are_found_by_polling(
         assert trio.current_time() - enqueued_at <= 5.0 + 0.5
 
 
+async def test_while_jobs_come_from_another_process_the_poller_looks_again_soon(
+    clock: trio.testing.MockClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No wake-up crosses processes on SQLite: after a turn that found jobs the poller looks
+    again within milliseconds, then ever less often, back to its interval when none come."""
+    started = trio.Event()
+
+    async def record(payload: Any, ctx: Any) -> None:
+        started.set()
+
+    use_handler(monkeypatch, record)
+    turns = 0
+    complete_and_claim = JobTable.complete_and_claim
+
+    async def counted(self: JobTable, *args: Any, **kwargs: Any) -> Any:
+        nonlocal turns
+        turns += 1
+        return await complete_and_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobTable, "complete_and_claim", counted)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    async with (
+        open_sqlite(url, clock=virtual_wall_clock) as ours,
+        open_sqlite(url, clock=virtual_wall_clock) as theirs,  # no in-process wake-up
+        supervised(
+            jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, ours)]
+        ) as sup,
+    ):
+        await sup.ready.wait()
+
+        async def latency_of_one(after: float) -> float:
+            nonlocal started
+            await trio.sleep(after)
+            started = trio.Event()
+            await JobTable(theirs).enqueue([{"type": "test"}])
+            enqueued_at = trio.current_time()
+            await started.wait()
+            return trio.current_time() - enqueued_at
+
+        assert await latency_of_one(after=0) <= 5.0 + 0.5  # found by the interval's poll
+        assert await latency_of_one(after=0.2) <= 0.1  # a stream: looked for again soon
+        turns = 0
+        assert await latency_of_one(after=120) <= 5.0 + 0.5  # a lull: back to the interval
+    assert turns <= 40 + 120 / 5  # the quick looks die down: no busy loop
+
+
 async def test_an_idle_poller_polls_once_per_interval(
     clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,6 +97,13 @@ class JobsSettings(BaseModel):
 #: How long one attempt to record a job's outcome may take, even during the hard stop.
 SETTLE_SECONDS = 5.0
 
+#: How soon a poller looks again after a turn that found jobs, and how much longer it waits
+#: after each turn that found none, up to its poll interval: a second at most between jobs
+#: enqueued by another process on SQLite (which has no cross-process wake-up) would be the
+#: latency of a steady stream of them.
+HURRIED_POLL = 0.01
+POLL_GROWTH = 1.15
+
 #: How often finished jobs past their retention are deleted.
 PURGE_EVERY = 60.0
 
@@ -191,11 +198,17 @@ class _Poller:
             watchers.start_soon(_purge_finished_jobs, ctx, self.table)
             task_status.started()
             try:
+                poll = ctx.settings.poll_interval
                 while True:
-                    await self._turn(running)
+                    claimed = await self._turn(running)
                     if ctx.stopping.is_set() and not (self.in_flight or self.finished):
                         break
-                    with trio.move_on_after(ctx.settings.poll_interval):
+                    # Jobs enqueued by another process wake nobody on SQLite: while jobs come,
+                    # look again soon, then less and less often, back to the poll interval.
+                    poll = min(
+                        HURRIED_POLL if claimed else poll * POLL_GROWTH, ctx.settings.poll_interval
+                    )
+                    with trio.move_on_after(poll):
                         await self.wakeup.wait()
             except BaseException as exc:
                 if is_cancelled(exc):
@@ -204,23 +217,25 @@ class _Poller:
                 raise
             watchers.cancel_scope.cancel(reason="the soft stop: nothing in flight")
 
-    async def _turn(self, running: trio.Nursery) -> None:
+    async def _turn(self, running: trio.Nursery) -> int:
+        """Record what is done, claim what fits; how many jobs it claimed."""
         self.recording, self.finished = self.finished, []
         stopping = self.ctx.stopping
         if not self.recording and stopping.is_set():
-            return  # nothing to record, and nothing more to claim
+            return 0  # nothing to record, and nothing more to claim
         try:
             # Claims are pointless once the soft stop has begun; recording what is done is not.
             recorded, claimed = await self.outage.retry(
                 self._exchange, stop=None if self.recording else stopping
             )
         except DatabaseUnavailable:
-            return  # the soft stop began while waiting to claim
+            return 0  # the soft stop began while waiting to claim
         self.process.report_lost(self.recording, recorded)
         self.recording = []
         for job in claimed:
             self.in_flight += 1
             running.start_soon(self._run_job, job, name=f"job {job.id}")
+        return len(claimed)
 
     async def _exchange(self) -> tuple[set[str], list[Job]]:
         # How many to claim is decided at each try: a retry after an outage must not claim
