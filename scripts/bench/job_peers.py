@@ -29,12 +29,17 @@ Workloads (names for `--only`):
   enqueue to the last enqueue): `steady_rate`, the jobs started per second in that window;
   `steady_p50` / `steady_p99`, enqueue-to-start of the jobs enqueued in it (ms); and
   `steady_enqueued`, the rate the producer actually achieved (below the offered rate when
-  its calls are slower than the pace; then `steady_rate` is bounded by it).
+  its calls are slower than the pace; then `steady_rate` is bounded by it). A no-op job's
+  start is its function's finish; recording the completion in the table (ours: batched
+  into the poller's next turn; huey: nothing, it deleted the row when it took the job) is
+  not in the latency. A worker slower than the offered rate falls behind: its rate is its
+  capacity under that load, and its latencies grow with the duration (not a steady state).
 - `latency`: enqueue-to-start into an idle worker. After 3 warm-up jobs (the first waits for
   the worker's start-up), the producer enqueues one job, the benchmark waits until it has
-  started, waits a random gap, then the next: 200 samples (30 with `--quick`) on
-  PostgreSQL, gaps uniform in 50-150 ms; 40 (8) on SQLite, gaps uniform in 50-1,050 ms, so a
-  job arrives at a random point of ours' 1 s poll cycle. The gaps come from one seeded
+  started, waits a random gap, then the next: 200 samples (15 with `--quick`) on
+  PostgreSQL, gaps uniform in 50-150 ms; 40 (5) on SQLite, gaps uniform in 50-1,050 ms, so a
+  job arrives at a random point of ours' 1 s poll cycle (a fixed short gap would lock the
+  phase: every sample would wait about 1 s less the gap). The gaps come from one seeded
   generator: every system sees the same sequence. p50 and p99, ms.
 
 How a start is timed (steady and latency): the job itself, first thing in its function,
@@ -52,7 +57,8 @@ wakes a worker in another process: ours polls every 1 s (`SERVICE_JOBS__POLL_INT
 enqueue in the worker's own process wakes it at once, not measured here), huey's consumer
 polls every 0.1 s after a task, the interval growing x1.15 after each empty poll up to 10 s.
 The SQLite latency therefore compares two polling defaults, not two wake-ups: the target
-line says so.
+line says so. The same holds for ours under steady load on SQLite: once a turn of the
+poller claims nothing, it sleeps until the next poll while jobs pile up.
 
 Systems, each at its defaults, in its own processes:
 - ours: the worker is `python -m service` with `SERVICE_WORKERS` = a module declaring no-op
@@ -65,6 +71,12 @@ Systems, each at its defaults, in its own processes:
   defaults (batch size 10; its CLI crashes at start-up with typer 0.29), the producer calling
   `Queries.enqueue`; procrastinate 3.10, `run_worker_async()` (concurrency 1), the producer
   calling `defer_async` and `batch_defer_async`.
+  pgqueuer runs on its psycopg driver (`PsycopgDriver`, one connection; the bench
+  environment has no asyncpg, which its README's quick start uses). That driver's NOTIFY
+  watcher holds the connection in `notifies(timeout=1.0)`, so a dequeue can wait up to 1 s:
+  about a fifth of the idle-worker latency samples take ~1 s (its p99). Measured aside
+  with asyncpg 0.32 (`AsyncpgDriver`), the same workload gave p50 15.5 / p99 29 ms instead
+  of 27.6 / 1,034 ms, and the same drain rate.
 Every worker's and every peer's own logging goes to /dev/null.
 
 Durability is equal: SQLite in WAL mode with `synchronous = NORMAL` on both sides (huey's
@@ -79,7 +91,9 @@ Targets (issue 12): SQLite drain >= 1.0x huey; PostgreSQL drain >= 1.0x pgqueuer
 enqueue calls >= 0.5x huey; enqueue-to-start p50 ahead of every peer (ratio < 1.0: ours
 divided by the peer's). Every other line is reported, without a target.
 
-`--only` takes a comma-separated list of `ENGINE_WORKLOAD` (`sqlite_drain`,
+`--quick`: one round, small sizes (see `SIZES`); about 2.5 minutes on this shared 2-core
+machine, most of it process start-ups and PostgreSQL commits. The full run: 3 rounds, about
+20 minutes. `--only` takes a comma-separated list of `ENGINE_WORKLOAD` (`sqlite_drain`,
 `postgresql_latency`), engines (`sqlite`) or workloads (`steady`): the union is run.
 """
 
@@ -127,6 +141,15 @@ STEADY_RATE = {"sqlite": 1_000, "postgresql": 100}
 #: The latency workload's gaps between samples: uniform in [low, high] seconds, per engine.
 GAPS = {"sqlite": (0.05, 1.05), "postgresql": (0.05, 0.15)}
 SEED = 12
+#: Per workload and engine, (with --quick, without): jobs (drain, enqueue_each, bulk), seconds
+#: of offered load (steady), samples (latency).
+SIZES: dict[str, dict[str, tuple[float, float]]] = {
+    "drain": {"sqlite": (1_000, 5_000), "postgresql": (200, 2_000)},
+    "enqueue_each": {"sqlite": (1_000, 5_000), "postgresql": (150, 1_000)},
+    "bulk": {"sqlite": (2_000, 10_000), "postgresql": (2_000, 10_000)},
+    "steady": {"sqlite": (2.5, 10.0), "postgresql": (2.5, 10.0)},
+    "latency": {"sqlite": (5, 40), "postgresql": (15, 200)},
+}
 
 #: In every system's module: how a job tells the benchmark it has started.
 REPORT = """
@@ -745,11 +768,17 @@ def compare(
         for system in systems[shift:] + systems[:shift]:
             with tempfile.TemporaryDirectory() as name:
                 folder, url, reports = Path(name), fresh(), Reports()
+                began = time.perf_counter()
                 try:
                     system.setup(folder, url, reports.port)
                     samples[system.name].append(measure(system, folder, url, reports))
                 finally:
                     reports.close()
+                sample = {key: round(value, 3) for key, value in samples[system.name][-1].items()}
+                took = round(time.perf_counter() - began, 1)
+                print(
+                    json.dumps({"system": system.name, "seconds": took, **sample}), file=sys.stderr
+                )
     return {
         name: {key: statistics.median(values[key] for values in runs) for key in runs[0]}
         for name, runs in samples.items()
@@ -804,15 +833,9 @@ def main() -> None:
     chosen = selected(args.only)
     quick = args.quick
     rounds = 1 if quick else 3
-    sizes: dict[str, dict[str, float]] = {
-        "drain": {"sqlite": 1_000 if quick else 5_000, "postgresql": 300 if quick else 2_000},
-        "enqueue_each": {
-            "sqlite": 1_000 if quick else 5_000,
-            "postgresql": 200 if quick else 1_000,
-        },
-        "bulk": {"sqlite": 2_000 if quick else 10_000, "postgresql": 2_000 if quick else 10_000},
-        "steady": {"sqlite": 3.0 if quick else 10.0, "postgresql": 3.0 if quick else 10.0},
-        "latency": {"sqlite": 8 if quick else 40, "postgresql": 30 if quick else 200},
+    sizes = {
+        workload: {engine: pair[0 if quick else 1] for engine, pair in by_engine.items()}
+        for workload, by_engine in SIZES.items()
     }
     bench_python()
     engines = {
