@@ -33,11 +33,16 @@ from service.testing.process import service_env  # noqa: E402  # needs ROOT on t
 __all__ = ["service_env"]
 
 
-def parse_args(doc: str | None) -> argparse.Namespace:
+def parse_args(
+    doc: str | None, more: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """`--quick`, and whatever options `more` adds."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes (<30 s)")
+    if more is not None:
+        more(parser)
     return parser.parse_args()
 
 
@@ -137,7 +142,7 @@ def stop(process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -
     process.communicate(timeout=60)
     elapsed = time.perf_counter() - began
     if process.returncode != 0:
-        raise RuntimeError(f"{process.args} exited with {process.returncode} after {sig.name}")
+        raise RuntimeError(f"{process.args!r} exited with {process.returncode} after {sig.name}")
     return elapsed
 
 
