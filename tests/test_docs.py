@@ -130,7 +130,9 @@ def read_page(root: Path, page: Path) -> tuple[list[Block], list[str]]:
                 )
             blocks.append(block)
         elif line.strip() and markers:
-            problems.extend(f"{name}:{at}: no Python block follows this marker" for at, _ in markers)
+            problems.extend(
+                f"{name}:{at}: no Python block follows this marker" for at, _ in markers
+            )
             markers = []
     problems.extend(f"{name}:{at}: no Python block follows this marker" for at, _ in markers)
     return blocks, problems
@@ -294,9 +296,7 @@ def test_docs_there_are_python_blocks_to_check() -> None:
     assert BLOCKS, "no ```python block found: is the parser broken?"
 
 
-def test_docs_python_blocks_pass_mypy_strict(
-    tmp_path: Path, pytestconfig: pytest.Config
-) -> None:
+def test_docs_python_blocks_pass_mypy_strict(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     project = lay_out(ROOT, tmp_path / "project", BLOCKS)
     complaints = type_errors(project, BLOCKS, mypy_cache(pytestconfig, tmp_path))
     assert complaints == [], "\n".join(complaints)
@@ -317,7 +317,7 @@ def mypy_cache(pytestconfig: pytest.Config, tmp_path: Path) -> Path:
 
 # The checker itself: a page that misuses the API must fail, at its own line.
 
-RENAMED = '''\
+RENAMED = """\
 # A page
 
 Fine:
@@ -350,7 +350,7 @@ async def reporter(
 ```python
 from service import wroker
 ```
-'''
+"""
 
 
 def test_docs_checker_catches_a_renamed_api(tmp_path: Path, pytestconfig: pytest.Config) -> None:
