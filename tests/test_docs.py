@@ -104,9 +104,9 @@ def read_page(root: Path, page: Path) -> tuple[list[Block], list[str]]:
             markers.append((number, marker.group("body")))
         elif fence:
             start, indent = number, len(fence.group("indent"))
-            closing = re.compile(rf" *{fence.group('fence')[0]}{{{len(fence.group('fence'))},}}\s*")
+            opening = fence.group("fence")
             body = []
-            while number < len(lines) and not closing.fullmatch(lines[number]):
+            while number < len(lines) and not _closes(lines[number], opening):
                 text = lines[number]
                 body.append(text[indent:] if not text[:indent].strip() else text.lstrip())
                 number += 1
@@ -136,6 +136,12 @@ def read_page(root: Path, page: Path) -> tuple[list[Block], list[str]]:
             markers = []
     problems.extend(f"{name}:{at}: no Python block follows this marker" for at, _ in markers)
     return blocks, problems
+
+
+def _closes(line: str, opening: str) -> bool:
+    """Whether `line` closes a fence opened with `opening` (the same character, as many)."""
+    fence = line.strip()
+    return len(fence) >= len(opening) and set(fence) == {opening[0]}
 
 
 def _apply(block: Block, markers: list[tuple[int, str]]) -> tuple[Block, list[str]]:

@@ -7,6 +7,7 @@ identity and nothing of the template's machinery left: no link, no Jinja, no mar
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -45,6 +46,17 @@ def awkward(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bake(tmp_path_factory.mktemp("awkward"), **AWKWARD)
 
 
+def marked_pages() -> set[str]:
+    """Markdown pages with blocks marked template-only or examples: the hook strips them."""
+    markers = (*POST_GEN.TEMPLATE_ONLY, *POST_GEN.EXAMPLES)
+    return {
+        str(page.relative_to(ROOT))
+        for page in ROOT.rglob("*.md")
+        if ".venv" not in page.parts
+        and any(marker in page.read_text(encoding="utf-8") for marker in markers)
+    }
+
+
 def files(top: Path) -> dict[str, Path]:
     return {str(path.relative_to(top)): path for path in sorted(top.rglob("*")) if path.is_file()}
 
@@ -76,7 +88,7 @@ def test_the_project_is_the_roots_files_less_the_root_only_ones(
     expected = shipped_root_files(examples=examples)
     generated = files(project)
     assert sorted(generated) == sorted(expected)
-    rewritten = REWRITTEN | ({"service/app.py"} if not examples else set())
+    rewritten = REWRITTEN | marked_pages() | ({"service/app.py"} if not examples else set())
     changed = [
         name
         for name, path in generated.items()
@@ -115,9 +127,14 @@ def test_the_defaults_give_a_project_of_that_name_with_the_examples(defaults: Pa
     assert project["authors"] == [{"name": "Your Name", "email": "you@example.com"}]
     readme = (defaults / "README.md").read_text(encoding="utf-8")
     assert readme.startswith("# My Service\n\nA long-lived Trio service.\n\n")
-    assert "docker build -t my-service ." in readme
-    assert "## The examples: a ticker, a job table and its poller" in readme
+    assert "## The examples" in readme
+    assert "SERVICE_TICKER__INTERVAL" in (defaults / "docs/configuration.md").read_text()
     assert "## Generating a service" not in readme
+    assert "docs/template.md" not in readme
+    assert "docker build -t my-service ." in (defaults / "Dockerfile").read_text()
+    for page in [defaults / "README.md", *(defaults / "docs").rglob("*.md")]:
+        for image in re.findall(r"docker build -t (\S+)", page.read_text(encoding="utf-8")):
+            assert image == "my-service", f"{page.name} builds {image}"
     assert 'org.opencontainers.image.title="my-service"' in (defaults / "Dockerfile").read_text()
     assert (defaults / "service/app.py").read_bytes() == (ROOT / "service/app.py").read_bytes()
 
@@ -151,8 +168,8 @@ def test_without_the_examples_there_are_no_example_workers_and_no_default_ones(
     assert ast.literal_eval(workers.value) == []
     readme = (awkward / "README.md").read_text(encoding="utf-8")
     assert "## The examples" not in readme
-    assert "SERVICE_TICKER__INTERVAL" not in readme
-    assert "## Adding a worker" in readme
+    assert "SERVICE_TICKER__INTERVAL" not in (awkward / "docs/configuration.md").read_text()
+    assert "## A worker" in readme
 
 
 def test_the_slug_defaults_to_the_name_made_fit_for_a_distribution(tmp_path: Path) -> None:
