@@ -9,10 +9,12 @@ For whoever writes the docs:
   block is the project's file PATH (`service/workers/reporter.py`, `service/app.py`): it is
   written there, in the copy, before anything is checked, so that other blocks can import it.
   Each path once across the docs.
-- `<!-- docs: run -->` before a block runs it as well, in a copy of the project and a process
-  of its own. A block that defines `test_*` functions is run with pytest from `tests/` (the
-  project's fixtures and leak checks apply, as to any test); any other block as a script,
-  `python block.py`, which must exit 0. The two markers combine, one per line.
+- `<!-- docs: run -->` before a block runs it as well, in the copy of the project. A block
+  that defines `test_*` functions is a test module in `tests/` (the project's fixtures and
+  leak checks apply, as to any test): all of them go through one pytest run, so what they
+  declare (a resource, a job type, a metric) needs a name no other block uses. Any other
+  block runs as a script of its own, `python block.py`, which must exit 0. The two markers
+  combine, one per line.
 - Whatever is not Python takes its own info string: `console`, `sh`, `toml`, `text`, `json`.
   A block tagged otherwise (or not at all) that parses as Python and holds an import, a def
   or a class is refused: tag it `python`. So is a marker this module does not know, or one
@@ -42,6 +44,9 @@ _MARKER = re.compile(r"\s*<!--\s*docs:\s*(?P<body>.*?)\s*-->\s*\Z")
 _MYPY_LINE = re.compile(r"(?P<path>[^:\n]+\.py):(?P<line>\d+): (?P<rest>(?:error|note): .*)")
 #: Long enough for a slow machine; only a hang reaches it.
 RUN_TIMEOUT_S = 300
+#: mypy's own cache of the project, which `./scripts/test` has just warmed: checking the
+#: blocks then takes a second, not the ten that checking `service` whole would.
+MYPY_CACHE = ROOT / ".mypy_cache"
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Block:
         """Where the block is written in the copy of the project."""
         if self.file is not None:
             return self.file
-        name = re.sub(r"\W", "_", f"{self.page}_{self.line}".removesuffix(".md"))
+        name = re.sub(r"\W", "_", f"{self.page.removesuffix('.md')}_{self.line}")
         if self.defines_tests:
             return f"tests/test_docs_{name}.py"
         return f"docs_blocks/{name}.py"
@@ -268,14 +273,50 @@ def _position(complaint: str) -> tuple[str, int]:
     return (page, int(line) if line.isdigit() else 0)
 
 
-def run_failure(project: Path, block: Block) -> str | None:
-    """Run a block laid out in `project`: None if it passed, else what went wrong."""
-    if block.defines_tests:
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", block.path]
-    else:
-        command = [sys.executable, block.path]
-    done = subprocess.run(
-        command,
+def run_failures(project: Path, blocks: list[Block]) -> list[str]:
+    """Run the blocks marked to run, laid out in `project`: what failed, at its page and line.
+
+    The test blocks go through one pytest run (a process each would cost seconds apiece);
+    each other block is a script of its own.
+    """
+    failures = []
+    tests = [block for block in blocks if block.run and block.defines_tests]
+    if tests:
+        done = _run(
+            project,
+            "-m",
+            "pytest",
+            "-q",
+            "-rfE",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            *(block.path for block in tests),
+        )
+        if done.returncode != 0:
+            summary = [
+                line for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))
+            ]
+            culprits = [
+                f"{block.where}: {line.split()[0].lower()}: {line.split()[1]}"
+                for block in tests
+                for line in summary
+                if line.split()[1].split("::")[0] == block.path
+            ]
+            failures.extend(culprits or [f"pytest exited {done.returncode}"])
+            failures.append(_tail(done))
+    for block in blocks:
+        if block.run and not block.defines_tests:
+            done = _run(project, block.path)
+            if done.returncode != 0:
+                failures.append(f"{block.where}: the block failed (exit {done.returncode}):")
+                failures.append(_tail(done))
+    return failures
+
+
+def _run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=project,
         env=clean_env(project),
         stdin=subprocess.DEVNULL,
@@ -284,14 +325,13 @@ def run_failure(project: Path, block: Block) -> str | None:
         timeout=RUN_TIMEOUT_S,
         check=False,
     )
-    if done.returncode == 0:
-        return None
-    output = (done.stdout + done.stderr)[-10_000:]
-    return f"{block.where}: the block failed (exit {done.returncode}):\n{output}"
+
+
+def _tail(done: subprocess.CompletedProcess[str]) -> str:
+    return (done.stdout + done.stderr)[-10_000:]
 
 
 BLOCKS, PROBLEMS = read_docs(ROOT)
-RUN = [block for block in BLOCKS if block.run]
 
 
 def test_docs_markers_and_code_blocks_are_well_formed() -> None:
@@ -302,23 +342,15 @@ def test_docs_there_are_python_blocks_to_check() -> None:
     assert BLOCKS, "no ```python block found: is the parser broken?"
 
 
-def test_docs_python_blocks_pass_mypy_strict(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+def test_docs_python_blocks_pass_mypy_strict(tmp_path: Path) -> None:
     project = lay_out(ROOT, tmp_path / "project", BLOCKS)
-    complaints = type_errors(project, BLOCKS, mypy_cache(pytestconfig, tmp_path))
+    complaints = type_errors(project, BLOCKS, MYPY_CACHE)
     assert complaints == [], "\n".join(complaints)
 
 
-@pytest.mark.parametrize("block", RUN, ids=[block.where for block in RUN])
-def test_docs_block_runs(block: Block, tmp_path: Path) -> None:
-    failure = run_failure(lay_out(ROOT, tmp_path / "project", BLOCKS), block)
-    assert failure is None, failure
-
-
-def mypy_cache(pytestconfig: pytest.Config, tmp_path: Path) -> Path:
-    """mypy's cache, kept between runs in pytest's when there is one (a cold run takes
-    seconds more: it checks `service` whole)."""
-    cache = getattr(pytestconfig, "cache", None)
-    return cache.mkdir("docs-mypy") if cache is not None else tmp_path / "mypy-cache"
+def test_docs_runnable_blocks_run(tmp_path: Path) -> None:
+    failures = run_failures(lay_out(ROOT, tmp_path / "project", BLOCKS), BLOCKS)
+    assert failures == [], "\n".join(failures)
 
 
 # The checker itself: a page that misuses the API must fail, at its own line.
@@ -359,7 +391,7 @@ from service import wroker
 """
 
 
-def test_docs_checker_catches_a_renamed_api(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+def test_docs_checker_catches_a_renamed_api(tmp_path: Path) -> None:
     docs = tmp_path / "docs-root"
     (docs / "docs").mkdir(parents=True)
     (docs / "docs" / "page.md").write_text(RENAMED, encoding="utf-8")
@@ -368,7 +400,7 @@ def test_docs_checker_catches_a_renamed_api(tmp_path: Path, pytestconfig: pytest
     assert [(block.line, block.run) for block in blocks] == [(5, False), (11, False), (30, True)]
 
     project = lay_out(ROOT, tmp_path / "project", blocks)
-    complaints = type_errors(project, blocks, mypy_cache(pytestconfig, tmp_path))
+    complaints = type_errors(project, blocks, MYPY_CACHE)
     assert any(
         line.startswith("docs/page.md:24: error:") and "evry" in line for line in complaints
     ), complaints
@@ -377,25 +409,29 @@ def test_docs_checker_catches_a_renamed_api(tmp_path: Path, pytestconfig: pytest
     ), complaints
     assert not any(line.startswith("docs/page.md:6:") for line in complaints), complaints
 
-    failure = run_failure(project, blocks[2])
-    assert failure is not None
-    assert failure.startswith("docs/page.md:30: the block failed")
-    assert "ImportError" in failure
+    [failure, output] = run_failures(project, blocks)
+    assert failure == "docs/page.md:30: the block failed (exit 1):"
+    assert "ImportError" in output
 
 
-def test_docs_checker_runs_a_test_block_with_pytest(tmp_path: Path) -> None:
-    block = Block(
-        "docs/page.md",
-        3,
+def test_docs_checker_runs_the_test_blocks_with_pytest(tmp_path: Path) -> None:
+    passing = Block(
+        "docs/a.md", 3, "python", "async def test_passes() -> None:\n    pass\n", run=True
+    )
+    failing = Block(
+        "docs/b.md",
+        7,
         "python",
         "import trio\n\n\nasync def test_sleeps() -> None:\n    await trio.sleep(0)\n"
         "    assert False, 'the block ran'\n",
         run=True,
     )
-    failure = run_failure(lay_out(ROOT, tmp_path / "project", [block]), block)
-    assert failure is not None
-    assert "the block ran" in failure
-    assert "1 failed" in failure
+    [failure, output] = run_failures(
+        lay_out(ROOT, tmp_path / "project", [passing, failing]), [passing, failing]
+    )
+    assert failure == "docs/b.md:7: failed: tests/test_docs_docs_b_7.py::test_sleeps"
+    assert "the block ran" in output
+    assert "1 failed, 1 passed" in output
 
 
 @pytest.mark.parametrize(
