@@ -169,7 +169,7 @@ def worker(
     backoff: Backoff = DEFAULT_BACKOFF,
     settings: type[SettingsT] = NoSettings,  # type: ignore[assignment]
 ) -> Callable[[WorkerFunction[SettingsT]], WorkerSpec[SettingsT]]:
-    """Declare a supervised worker; see the README's worker model for each policy knob."""
+    """Declare a supervised worker; docs/workers.md describes each policy knob."""
 
     def decorate(fn: WorkerFunction[SettingsT]) -> WorkerSpec[SettingsT]:
         return WorkerSpec(

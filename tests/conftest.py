@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -15,10 +15,10 @@ pytest_plugins = ["service.testing.plugin", "pytester", "tests.postgres_fixtures
 class Events:
     """Log events captured live, with context variables merged in as the real pipeline does."""
 
-    def __init__(self, entries: list[dict[str, Any]]) -> None:
+    def __init__(self, entries: list[MutableMapping[str, Any]]) -> None:
         self.entries = entries
 
-    def named(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+    def named(self, event: str, **fields: Any) -> list[MutableMapping[str, Any]]:
         return [
             entry
             for entry in self.entries

@@ -26,7 +26,7 @@ COPIED = sorted(
 )
 SHAPES_TOOL = ROOT / "scripts" / "new_worker" / "__main__.py"
 
-#: The documented public API (README, CONTRACTS.md section 8).
+#: The documented public API (docs/extending.md, CONTRACTS.md section 8).
 PUBLIC = {
     "Backoff",
     "ConnectionClosed",

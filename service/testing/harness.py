@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from service.worker import AnyWorkerSpec, ConfiguredWorker
 @asynccontextmanager
 async def supervised(
     *specs: AnyWorkerSpec,
-    settings: dict[str, BaseModel] | None = None,
+    settings: Mapping[str, BaseModel] | None = None,
     resources: Iterable[Provided[Any]] = (),
     on_give_up: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Supervisor]:

@@ -7,6 +7,7 @@ identity and nothing of the template's machinery left: no link, no Jinja, no mar
 from __future__ import annotations
 
 import ast
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -131,9 +132,14 @@ def test_the_defaults_give_a_project_of_that_name_with_the_examples(defaults: Pa
     assert project["authors"] == [{"name": "Your Name", "email": "you@example.com"}]
     readme = (defaults / "README.md").read_text(encoding="utf-8")
     assert readme.startswith("# My Service\n\nA long-lived Trio service.\n\n")
-    assert "docker build -t my-service ." in readme
-    assert "## The examples: a ticker, a job table and its poller" in readme
+    assert "## The examples" in readme
+    assert "SERVICE_TICKER__INTERVAL" in (defaults / "docs/configuration.md").read_text()
     assert "## Generating a service" not in readme
+    assert "docs/template.md" not in readme
+    assert "docker build -t my-service ." in (defaults / "Dockerfile").read_text()
+    for page in [defaults / "README.md", *(defaults / "docs").rglob("*.md")]:
+        for image in re.findall(r"docker build -t (\S+)", page.read_text(encoding="utf-8")):
+            assert image == "my-service", f"{page.name} builds {image}"
     assert 'org.opencontainers.image.title="my-service"' in (defaults / "Dockerfile").read_text()
     assert (defaults / "service/app.py").read_bytes() == (ROOT / "service/app.py").read_bytes()
 
@@ -167,8 +173,8 @@ def test_without_the_examples_there_are_no_example_workers_and_no_default_ones(
     assert ast.literal_eval(workers.value) == []
     readme = (awkward / "README.md").read_text(encoding="utf-8")
     assert "## The examples" not in readme
-    assert "SERVICE_TICKER__INTERVAL" not in readme
-    assert "## Adding a worker" in readme
+    assert "SERVICE_TICKER__INTERVAL" not in (awkward / "docs/configuration.md").read_text()
+    assert "## A worker" in readme
 
 
 def test_the_slug_defaults_to_the_name_made_fit_for_a_distribution(tmp_path: Path) -> None:
