@@ -15,6 +15,10 @@ Workloads (names for `--only`):
   worker's start-up is not counted. jobs/s.
 - `enqueue_each`: N calls of the system's "enqueue this one job" in a loop, each its own
   transaction, timed inside the producer (connection open and schema in place first). jobs/s.
+- `enqueue_concurrent`: the same N calls from 10 callers at once, as a service's request
+  handlers make them (each caller its share in a loop). Ours: 10 Trio tasks, whose
+  concurrent `defer`s share transactions; pgqueuer and procrastinate: 10 asyncio tasks on
+  the producer's connection (pool); huey, a synchronous client: 10 threads. jobs/s.
 - `bulk`: N jobs in one call of the system's batch API, timed inside the producer. Ours:
   `JobTable(db).enqueue([...])` (what `jobs enqueue --count` runs: one transaction, one
   `executemany`); pgqueuer: `Queries.enqueue` with lists; procrastinate:
@@ -135,7 +139,9 @@ REQUIREMENTS = ROOT / "requirements" / "bench.txt"
 POLL = 0.002
 PATIENCE = 120.0
 ENGINES = ("sqlite", "postgresql")
-WORKLOADS = ("drain", "enqueue_each", "bulk", "steady", "latency")
+WORKLOADS = ("drain", "enqueue_each", "enqueue_concurrent", "bulk", "steady", "latency")
+#: How many callers enqueue at once in `enqueue_concurrent`.
+CALLERS = 10
 #: Jobs enqueued one at a time (and waited for) before a steady or latency measurement.
 WARMUP = 3
 #: The start of a steady run left out: the worker catching up with the first jobs.
@@ -165,12 +171,22 @@ REPORT = """
     _REPORTS = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
+    async def in_asyncio_tasks(call, callers, each):
+        import asyncio
+
+        async def caller():
+            for _ in range(each):
+                await call()
+
+        await asyncio.gather(*(caller() for _ in range(callers)))
+
+
     def report(seq):
         # Its number and the time on CLOCK_MONOTONIC, which every process here shares.
         _REPORTS.sendto(f"{seq} {time.monotonic()!r}".encode(), ("127.0.0.1", REPORT_PORT))
 
 
-    async def serve(enqueue, enqueue_noop, enqueue_noops, sleep, readline):
+    async def serve(enqueue, enqueue_noop, enqueue_noops, sleep, readline, concurrently):
         # The producer: the benchmark's commands, one a line on stdin, one answer a line.
         print("ready", flush=True)
         while line := await readline():
@@ -197,6 +213,11 @@ REPORT = """
                 for _ in range(count):
                     await enqueue_noop()
                 answer = repr(count / (time.perf_counter() - began))
+            elif command == "concurrent":  # jobs/s of one call per job, from many callers
+                count, callers = numbers
+                began = time.perf_counter()
+                await concurrently(enqueue_noop, callers, count // callers)
+                answer = repr(callers * (count // callers) / (time.perf_counter() - began))
             elif command == "bulk":  # jobs/s of one batch call
                 [count] = numbers
                 began = time.perf_counter()
@@ -252,8 +273,17 @@ OURS = """
             async def enqueue_noops(count):
                 await table.enqueue([{"type": "noop"}] * count)
 
+            async def concurrently(call, callers, each):
+                async def caller():
+                    for _ in range(each):
+                        await call()
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(callers):
+                        nursery.start_soon(caller)
+
             readline = partial(trio.to_thread.run_sync, sys.stdin.readline)
-            await serve(enqueue, enqueue_noop, enqueue_noops, trio.sleep, readline)
+            await serve(enqueue, enqueue_noop, enqueue_noops, trio.sleep, readline, concurrently)
 """
 
 HUEY = """
@@ -301,7 +331,20 @@ HUEY = """
         async def readline():
             return sys.stdin.readline()
 
-        asyncio.run(serve(enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline))
+        async def concurrently(call, callers, each):
+            # A synchronous client: concurrent callers are threads (a threaded web server's).
+            from concurrent.futures import ThreadPoolExecutor
+
+            def caller(_):
+                for _ in range(each):
+                    noop()
+
+            with ThreadPoolExecutor(callers) as threads:
+                list(threads.map(caller, range(callers)))
+
+        asyncio.run(
+            serve(enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline, concurrently)
+        )
 """
 
 #: Ours' producer: the module imported, as an application imports its job types.
@@ -353,7 +396,9 @@ PGQUEUER = """
             await queries.enqueue(["noop"] * count, [None] * count, [0] * count)
 
         readline = partial(asyncio.to_thread, sys.stdin.readline)
-        await serve(enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline)
+        await serve(
+            enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline, in_asyncio_tasks
+        )
 
 
     def main(command):
@@ -393,7 +438,9 @@ PROCRASTINATE = """
                 await noop.batch_defer_async(*[{}] * count)
 
             readline = partial(asyncio.to_thread, sys.stdin.readline)
-            await serve(enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline)
+            await serve(
+                enqueue, enqueue_noop, enqueue_noops, asyncio.sleep, readline, in_asyncio_tasks
+            )
 
 
     async def work():
@@ -687,6 +734,14 @@ def enqueue_each(count: int) -> Measure:
     return measure
 
 
+def enqueue_concurrent(count: int) -> Measure:
+    def measure(system: System, folder: Path, url: str, reports: Reports) -> Metrics:
+        with producing(system, folder, url) as producer:
+            return {"enqueue_concurrent": float(producer.ask("concurrent", count, CALLERS))}
+
+    return measure
+
+
 def bulk(count: int) -> Measure:
     def measure(system: System, folder: Path, url: str, reports: Reports) -> Metrics:
         with producing(system, folder, url) as producer:
@@ -798,6 +853,11 @@ def targets(engine: str, peer: str) -> dict[str, str]:
         ("sqlite", "drain", "huey"): ">= 1.0x huey (SqliteHuey, 1 worker)",
         ("postgresql", "drain", "pgqueuer"): ">= 1.0x pgqueuer",
         ("sqlite", "enqueue_each", "huey"): ">= 0.5x huey",
+        (
+            "sqlite",
+            "enqueue_concurrent",
+            "huey",
+        ): ">= 0.5x huey (concurrent calls may share a commit)",
         ("sqlite", "latency_p50", "huey"): (
             "< 1.0x, but not a wake-up comparison: across processes on SQLite ours polls 10 ms"
             f" after a turn that found jobs (x1.15 per empty turn, to {poll:g} s), huey 0.1 s"
@@ -851,6 +911,7 @@ def main() -> None:
         workloads: dict[str, Measure] = {
             "drain": drain(int(sizes["drain"][engine])),
             "enqueue_each": enqueue_each(int(sizes["enqueue_each"][engine])),
+            "enqueue_concurrent": enqueue_concurrent(int(sizes["enqueue_each"][engine])),
             "bulk": bulk(int(sizes["bulk"][engine])),
             "steady": steady(STEADY_RATE[engine], sizes["steady"][engine]),
             "latency": latency(int(sizes["latency"][engine]), GAPS[engine]),
