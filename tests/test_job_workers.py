@@ -63,6 +63,21 @@ def use_handler(monkeypatch: pytest.MonkeyPatch, handler: Handler, model: Any = 
     monkeypatch.setitem(REGISTERED, "test", JobType("test", handler, model))
 
 
+class Turns:
+    """Counts the poller's turns: each is one transaction, recording what is done and
+    claiming what fits."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        complete_and_claim = JobTable.complete_and_claim
+
+        async def counted(table: JobTable, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await complete_and_claim(table, *args, **kwargs)
+
+        monkeypatch.setattr(JobTable, "complete_and_claim", counted)
+
+
 async def rows(db: Database) -> list[tuple[str, str, int, str | None]]:
     return await db.transaction(
         lambda c: c.execute(
@@ -135,15 +150,7 @@ async def test_while_jobs_come_from_another_process_the_poller_looks_again_soon(
         started.set()
 
     use_handler(monkeypatch, record)
-    turns = 0
-    complete_and_claim = JobTable.complete_and_claim
-
-    async def counted(self: JobTable, *args: Any, **kwargs: Any) -> Any:
-        nonlocal turns
-        turns += 1
-        return await complete_and_claim(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobTable, "complete_and_claim", counted)
+    turns = Turns(monkeypatch)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     async with (
         open_sqlite(url, clock=virtual_wall_clock) as ours,
@@ -165,29 +172,21 @@ async def test_while_jobs_come_from_another_process_the_poller_looks_again_soon(
 
         assert await latency_of_one(after=0) <= 5.0 + 0.5  # found by the interval's poll
         assert await latency_of_one(after=0.2) <= 0.1  # a stream: looked for again soon
-        turns = 0
+        turns.count = 0
         assert await latency_of_one(after=120) <= 5.0 + 0.5  # a lull: back to the interval
-    assert turns <= 40 + 120 / 5  # the quick looks die down: no busy loop
+    assert turns.count <= 40 + 120 / 5  # the quick looks die down: no busy loop
 
 
 async def test_an_idle_poller_polls_once_per_interval(
     clock: trio.testing.MockClock, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    claims = 0
-    claim = JobTable.complete_and_claim
-
-    async def counting_claim(self: JobTable, *args: Any, **kwargs: Any) -> Any:
-        nonlocal claims
-        claims += 1
-        return await claim(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobTable, "complete_and_claim", counting_claim)
+    turns = Turns(monkeypatch)
     async with supervised(
         jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, db)]
     ) as sup:
         await sup.ready.wait()
         await trio.sleep(60)
-    assert 12 <= claims <= 14  # one at start, then one every 5 s: no busy loop
+    assert 12 <= turns.count <= 14  # one at start, then one every 5 s: no busy loop
 
 
 async def test_failures_are_retried_with_backoff_then_dead_lettered(

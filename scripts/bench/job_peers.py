@@ -726,26 +726,12 @@ def drain(count: int) -> Measure:
     return measure
 
 
-def enqueue_each(count: int) -> Measure:
+def producer_rate(metric: str, *command: object) -> Measure:
+    """A rate the producer measures itself, in jobs/s: of one `command`."""
+
     def measure(system: System, folder: Path, url: str, reports: Reports) -> Metrics:
         with producing(system, folder, url) as producer:
-            return {"enqueue_each": float(producer.ask("each", count))}
-
-    return measure
-
-
-def enqueue_concurrent(count: int) -> Measure:
-    def measure(system: System, folder: Path, url: str, reports: Reports) -> Metrics:
-        with producing(system, folder, url) as producer:
-            return {"enqueue_concurrent": float(producer.ask("concurrent", count, CALLERS))}
-
-    return measure
-
-
-def bulk(count: int) -> Measure:
-    def measure(system: System, folder: Path, url: str, reports: Reports) -> Metrics:
-        with producing(system, folder, url) as producer:
-            return {"bulk_enqueue": float(producer.ask("bulk", count))}
+            return {metric: float(producer.ask(*command))}
 
     return measure
 
@@ -910,9 +896,13 @@ def main() -> None:
     for engine, systems in engines.items():
         workloads: dict[str, Measure] = {
             "drain": drain(int(sizes["drain"][engine])),
-            "enqueue_each": enqueue_each(int(sizes["enqueue_each"][engine])),
-            "enqueue_concurrent": enqueue_concurrent(int(sizes["enqueue_each"][engine])),
-            "bulk": bulk(int(sizes["bulk"][engine])),
+            "enqueue_each": producer_rate(
+                "enqueue_each", "each", int(sizes["enqueue_each"][engine])
+            ),
+            "enqueue_concurrent": producer_rate(
+                "enqueue_concurrent", "concurrent", int(sizes["enqueue_each"][engine]), CALLERS
+            ),
+            "bulk": producer_rate("bulk_enqueue", "bulk", int(sizes["bulk"][engine])),
             "steady": steady(STEADY_RATE[engine], sizes["steady"][engine]),
             "latency": latency(int(sizes["latency"][engine]), GAPS[engine]),
         }

@@ -1,7 +1,8 @@
 """The job poller: claims due jobs and runs each in its own task, under a per-job timeout.
 
 It wakes at once when a job is enqueued in this process (or, on PostgreSQL, in any other), and
-otherwise polls every `poll_interval` seconds; no busy loop. It never runs more than
+otherwise polls: 10 ms after a turn that found jobs, then less and less often, up to every
+`poll_interval` seconds; no busy loop. It never runs more than
 `concurrency` jobs at once, and records the jobs done in the same transaction as its next
 claim. A job that fails is retried with backoff, up to its `max_attempts`, then
 dead-lettered with its error; a job that cannot succeed (a malformed payload, one that fails
