@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -12,7 +13,7 @@ import trio.testing
 
 from service.jobs import JobTable
 from service.resources import Database, DatabaseUnavailable
-from service.resources.database import Connection
+from service.resources.database import Connection, Dialect
 from service.resources.sqlite import open_sqlite
 
 T = TypeVar("T")
@@ -118,3 +119,29 @@ async def test_when_the_committer_is_cancelled_the_next_member_commits_the_group
         lambda c: c.execute("SELECT payload FROM jobs").fetchall()
     )
     assert sorted(json.loads(row[0])["n"] for row in stored_payloads) == [0, 1, 2, 3]
+
+
+async def test_a_database_that_cannot_be_a_key_still_takes_enqueues(db: Counting) -> None:
+    """A fake database written as a dataclass is unhashable: its enqueues are not grouped,
+    and they work."""
+
+    @dataclass(eq=True)
+    class Unhashable:
+        inner: Counting
+        dialect: Dialect = "sqlite"
+        display_url: str = "fake"
+
+        def now(self) -> float:
+            return self.inner.now()
+
+        async def transaction(
+            self, work: Callable[[Connection], T], *, notify: str | None = None
+        ) -> T:
+            return await self.inner.transaction(work, notify=notify)
+
+        async def wait_for_notification(self, channel: str) -> None:
+            await self.inner.wait_for_notification(channel)
+
+    fake = Unhashable(db)
+    [job_id] = await JobTable(fake).enqueue([{}])
+    assert await stored(db) == {job_id}

@@ -37,7 +37,10 @@ _GROUPS: WeakKeyDictionary[Database, GroupedInserts] = WeakKeyDictionary()
 
 def grouped_inserts(db: Database, *, notify: str) -> GroupedInserts:
     """The group commit of the jobs enqueued into `db`; each commit notifies `notify`."""
-    found = _GROUPS.get(db)
+    try:
+        found = _GROUPS.get(db)
+    except TypeError:  # a database that cannot be a key (a fake that is a dataclass): alone
+        return GroupedInserts(db, notify)
     if found is None:
         found = _GROUPS[db] = GroupedInserts(db, notify)
     return found
