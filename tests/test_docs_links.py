@@ -1,8 +1,8 @@
 """Every link between the README, the changelog and the docs leads somewhere: a file that
 exists and, when the link names a section (`page.md#section`), a heading of that page.
 
-In a generated project the template-only blocks are gone, and the links in them with them:
-the same check holds there. `pytest -k docs` selects these tests.
+In a generated project the blocks about the template itself are gone, and their links with
+them: the same check holds there. `pytest -k docs` selects these tests.
 """
 
 from __future__ import annotations
