@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,29 @@ async def test_a_commit_that_notifies_wakes_every_waiter_once() -> None:
         assert woken == []
         await db.transaction(lambda c: None, notify="jobs")
     assert sorted(woken) == [0, 1, 2]
+
+
+async def test_a_read_only_transaction_holds_no_writer_back(tmp_path: Path) -> None:
+    """An operator's `jobs list`, a queue-depth sample: reading while the poller writes."""
+    reading, release = threading.Event(), threading.Event()
+
+    def read_slowly(connection: Connection) -> int:
+        [count] = connection.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        reading.set()
+        release.wait(30)
+        return int(count)
+
+    async with open_sqlite(f"sqlite:///{tmp_path / 'db.sqlite'}") as db, trio.open_nursery() as n:
+        n.start_soon(partial(db.transaction, read_slowly, read_only=True))
+        await trio.to_thread.run_sync(reading.wait)
+        # A writer behind a write lock would wait out the 5 s busy timeout, then fail.
+        with trio.fail_after(sqlite.BUSY_TIMEOUT_MS / 1000 / 2):
+            await db.transaction(
+                lambda c: (
+                    c.execute(
+                        "INSERT INTO jobs (id, payload, trace_id, state, available_at, created_at,"
+                        " updated_at) VALUES ('j', '{}', 't', 'pending', 0, 0, 0)"
+                    ).rowcount
+                )
+            )
+        release.set()

@@ -32,7 +32,9 @@ class Counting:
         self.hang_next = False
         self.hung: trio.lowlevel.Task | None = None  # the caller whose transaction hangs
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
         self.transactions += 1
         if self.hang_next:
             self.hang_next = False
@@ -41,7 +43,7 @@ class Counting:
         if self.failing:
             await trio.lowlevel.checkpoint()
             raise DatabaseUnavailable("the disk is gone")
-        return await self._db.transaction(work, notify=notify)
+        return await self._db.transaction(work, notify=notify, read_only=read_only)
 
     async def wait_for_notification(self, channel: str) -> None:
         await self._db.wait_for_notification(channel)
@@ -135,9 +137,13 @@ async def test_a_database_that_cannot_be_a_key_still_takes_enqueues(db: Counting
             return self.inner.now()
 
         async def transaction(
-            self, work: Callable[[Connection], T], *, notify: str | None = None
+            self,
+            work: Callable[[Connection], T],
+            *,
+            notify: str | None = None,
+            read_only: bool = False,
         ) -> T:
-            return await self.inner.transaction(work, notify=notify)
+            return await self.inner.transaction(work, notify=notify, read_only=read_only)
 
         async def wait_for_notification(self, channel: str) -> None:
             await self.inner.wait_for_notification(channel)

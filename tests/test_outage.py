@@ -45,7 +45,9 @@ class Outage:
     def now(self) -> float:
         return self._db.now()
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
         await trio.lowlevel.checkpoint()
         if self.hang_next:
             self.hang_next = False
@@ -53,7 +55,7 @@ class Outage:
         if self.down:
             self.calls_while_down += 1
             raise DatabaseUnavailable(REASON)
-        return await self._db.transaction(work, notify=notify)
+        return await self._db.transaction(work, notify=notify, read_only=read_only)
 
     async def wait_for_notification(self, channel: str) -> None:
         await self._db.wait_for_notification(channel)

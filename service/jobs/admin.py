@@ -91,7 +91,7 @@ class JobAdmin:
                 (*parameters, limit),
             ).fetchall()
 
-        return [JobRecord(*row) for row in await self._db.transaction(select)]
+        return [JobRecord(*row) for row in await self._db.transaction(select, read_only=True)]
 
     async def show(self, job_id: str) -> JobRecord:
         def select(connection: Connection) -> Any:
@@ -99,7 +99,7 @@ class JobAdmin:
                 f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
             ).fetchone()
 
-        row = await self._db.transaction(select)
+        row = await self._db.transaction(select, read_only=True)
         if row is None:
             raise UnknownJobs([job_id], "such")
         return JobRecord(*row)
@@ -135,7 +135,7 @@ class JobAdmin:
             ).fetchone()
             return per_type, oldest
 
-        per_type, oldest = await self._db.transaction(count)
+        per_type, oldest = await self._db.transaction(count, read_only=True)
         totals: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
         types: dict[str, dict[str, int]] = {}
         for job_type, state, number in per_type:

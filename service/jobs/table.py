@@ -251,7 +251,7 @@ class JobTable:
             return connection.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
 
         counts = dict.fromkeys(JOB_STATES, 0)
-        counts.update(await self._db.transaction(count))
+        counts.update(await self._db.transaction(count, read_only=True))
         return counts
 
     async def depth(self, queue: str = DEFAULT_QUEUE) -> QueueDepth:
@@ -284,7 +284,7 @@ class JobTable:
                 0.0 if oldest is None else now - oldest,
             )
 
-        return await self._db.transaction(count)
+        return await self._db.transaction(count, read_only=True)
 
     async def purge_all(self, state: JobState, *, older_than: float) -> int:
         """Delete every `state` job older than `older_than` seconds, a batch per transaction

@@ -63,12 +63,16 @@ class Database(Protocol):
         """Wall-clock seconds as this database's users agree on them (leases outlive us)."""
         ...
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
         """Run `work(connection)` in a thread, in one transaction.
 
         With `notify`, once the transaction has committed, wake every
         `wait_for_notification(notify)` of this process, and (PostgreSQL) of every other
-        process using the same database.
+        process using the same database. `read_only`: `work` only reads, so the transaction
+        need not hold writers back (SQLite takes no write lock for it; a PostgreSQL reader
+        never does).
         """
         ...
 

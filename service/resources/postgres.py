@@ -136,7 +136,10 @@ class PostgresDatabase:
         """This machine's clock: replicas' clocks must agree to well within a lease (NTP)."""
         return time.time()
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
+        # `read_only` asks nothing more here: a PostgreSQL reader never holds a writer back.
         if not self._migrated:
             raise DatabaseUnavailable(
                 f"{self.display_url}: the schema is not migrated yet: {self._not_migrated_because}"

@@ -1,7 +1,8 @@
 """SQLite, the embedded default: a few connections, each used by one worker thread at a time.
 
 WAL journal (readers never block the writer), `busy_timeout` for short lock waits, and every
-transaction `BEGIN IMMEDIATE`, so a writer takes its lock up front instead of failing halfway.
+transaction that may write `BEGIN IMMEDIATE`, so a writer takes its lock up front instead of
+failing halfway; one that only reads (`read_only`) takes no write lock at all.
 A cancelled call interrupts its statement (`Connection.interrupt`) and never commits.
 
 Another process holding the database past the busy timeout (a long `BEGIN EXCLUSIVE`, a
@@ -59,7 +60,9 @@ class SQLiteDatabase:
         self._limiter = trio.CapacityLimiter(len(connections))
         self._notifications = Notifications()
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
         async with self._limiter:
             connection = self._idle.pop()
             cancelled = threading.Event()
@@ -70,7 +73,7 @@ class SQLiteDatabase:
 
             try:
                 result = await run_interruptible(
-                    lambda: _in_transaction(connection, work, cancelled), interrupt
+                    lambda: _in_transaction(connection, work, cancelled, read_only), interrupt
                 )
             except sqlite3.OperationalError as exc:
                 if not is_transient(exc):
@@ -96,9 +99,13 @@ class _Cancelled(Exception):
 
 
 def _in_transaction(
-    connection: sqlite3.Connection, work: Callable[[Connection], T], cancelled: threading.Event
+    connection: sqlite3.Connection,
+    work: Callable[[Connection], T],
+    cancelled: threading.Event,
+    read_only: bool,
 ) -> T:
-    connection.execute("BEGIN IMMEDIATE")
+    # A reader takes no lock until it reads, and in WAL mode never holds a writer back.
+    connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
     try:
         result = work(connection)
         if not cancelled.is_set():  # a caller that is gone must not find its work committed

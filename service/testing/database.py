@@ -65,13 +65,15 @@ class ClockHoldingDatabase:
     def now(self) -> float:
         return self._database.now()
 
-    async def transaction(self, work: Callable[[Connection], T], *, notify: str | None = None) -> T:
+    async def transaction(
+        self, work: Callable[[Connection], T], *, notify: str | None = None, read_only: bool = False
+    ) -> T:
         if not self._queries:
             self._threshold = self._clock.autojump_threshold
         self._queries += 1
         self._clock.autojump_threshold = math.inf
         try:
-            return await self._database.transaction(work, notify=notify)
+            return await self._database.transaction(work, notify=notify, read_only=read_only)
         finally:
             self._queries -= 1
             if not self._queries:
