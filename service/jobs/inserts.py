@@ -47,6 +47,8 @@ def grouped_inserts(db: Database, *, notify: str) -> GroupedInserts:
 
 
 class GroupedInserts:
+    """One database's enqueues, committed a group at a time."""
+
     def __init__(self, db: Database, notify: str) -> None:
         self._db = db
         self._notify = notify
