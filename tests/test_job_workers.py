@@ -111,39 +111,14 @@ async def test_an_enqueue_in_this_process_wakes_the_poller_at_once(
     assert await rows(db) == [(job_id, "done", 1, None)]
 
 
-async def test_jobs_from_another_process_are_found_by_polling(
+async def test_jobs_from_another_process_are_found_by_polling_soon_while_they_come(
     clock: trio.testing.MockClock,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handled = trio.Event()
-
-    async def record(payload: Any, ctx: Any) -> None:
-        handled.set()
-
-    use_handler(monkeypatch, record)
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    async with (
-        open_sqlite(url, clock=virtual_wall_clock) as ours,
-        open_sqlite(url, clock=virtual_wall_clock) as theirs,  # no in-process wake-up
-        supervised(
-            jobs, settings=poller_settings(poll_interval=5.0), resources=[provide(service.db, ours)]
-        ) as sup,
-    ):
-        await sup.ready.wait()
-        await JobTable(theirs).enqueue([{"type": "test"}])
-        enqueued_at = trio.current_time()
-        await handled.wait()
-        assert trio.current_time() - enqueued_at <= 5.0 + 0.5
-
-
-async def test_while_jobs_come_from_another_process_the_poller_looks_again_soon(
-    clock: trio.testing.MockClock,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """No wake-up crosses processes on SQLite: after a turn that found jobs the poller looks
-    again within milliseconds, then ever less often, back to its interval when none come."""
+    """No wake-up crosses processes on SQLite: the poller finds their jobs by polling. After
+    a turn that found jobs it looks again within milliseconds, then ever less often, back to
+    its interval when none come."""
     started = trio.Event()
 
     async def record(payload: Any, ctx: Any) -> None:
