@@ -54,10 +54,7 @@ def test_level_filters_both_our_events_and_library_records() -> None:
     assert [line["event"] for line in lines(out)] == ["loud"]
 
 
-def test_tracebacks_are_structured_and_never_show_locals() -> None:
-    out = io.StringIO()
-    logs.configure(log_format="json", stream=out)
-
+def log_a_failure_with_a_secret_in_its_locals() -> None:
     def connect() -> None:
         password = "hunter2-secret"  # the value must never reach the log
         raise ConnectionError(f"refused for user {len(password)}")
@@ -66,6 +63,12 @@ def test_tracebacks_are_structured_and_never_show_locals() -> None:
         connect()
     except ConnectionError:
         structlog.get_logger().exception("db.failed")
+
+
+def test_tracebacks_are_structured_and_never_show_locals() -> None:
+    out = io.StringIO()
+    logs.configure(log_format="json", stream=out)
+    log_a_failure_with_a_secret_in_its_locals()
     [line] = lines(out)
     assert "hunter2-secret" not in out.getvalue()
     [trace] = line["exception"]
@@ -185,15 +188,7 @@ def test_console_colours_levels_only_on_a_terminal_without_no_color(
 def test_console_tracebacks_are_pythons_own_without_locals() -> None:
     out = io.StringIO()
     logs.configure(log_format="console", stream=out)
-
-    def connect() -> None:
-        password = "hunter2-secret"  # the value must never reach the log
-        raise ConnectionError(f"refused for user {len(password)}")
-
-    try:
-        connect()
-    except ConnectionError:
-        structlog.get_logger().exception("db.failed")
+    log_a_failure_with_a_secret_in_its_locals()
     text = out.getvalue()
     assert "hunter2-secret" not in text
     assert "Traceback (most recent call last):" in text
